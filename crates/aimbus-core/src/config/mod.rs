@@ -1,0 +1,439 @@
+//! Configuration: parsed from TOML into serde sections (unknown keys rejected, seed
+//! defaults), overridden from `AIMBUS_<SECTION>__<FIELD>` environment variables, then
+//! validated into an immutable [`Config`]. Every error names where the value came from,
+//! the key, the value and what would be valid.
+
+mod sections;
+mod systems_file;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use sections::{
+    AuthenticationMethod, CachingConfig, CircuitBreakerConfig, CoreConfig, EncryptionAlgorithm,
+    EvictionPolicy, FallbackConfig, LimitsConfig, LoadBalancingAlgorithm, LoadBalancingConfig,
+    LogLevel, MonitoringConfig, PerformanceConfig, RateLimitingConfig, RegistryConfig,
+    SecurityConfig, SupervisionConfig,
+};
+pub use systems_file::SystemsFile;
+
+use crate::Error;
+use crate::codec::{DecodeLimits, MAX_SUPPORTED_DEPTH};
+
+/// Prefix of the environment variables that override configuration keys.
+pub const ENV_PREFIX: &str = "AIMBUS_";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Sections {
+    core: CoreConfig,
+    performance: PerformanceConfig,
+    caching: CachingConfig,
+    security: SecurityConfig,
+    monitoring: MonitoringConfig,
+    rate_limiting: RateLimitingConfig,
+    load_balancing: LoadBalancingConfig,
+    circuit_breaker: CircuitBreakerConfig,
+    fallback: FallbackConfig,
+    registry: RegistryConfig,
+    limits: LimitsConfig,
+    supervision: SupervisionConfig,
+}
+
+/// Validated configuration of one bus instance. Only [`Config::load`],
+/// [`Config::from_toml_str`] and [`Config::default`] make one, so every instance holds
+/// values that passed validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    sections: Sections,
+    /// The folder relative paths in the file are taken from.
+    base_dir: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            sections: Sections::default(),
+            base_dir: PathBuf::from("."),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`, applies the `AIMBUS_<SECTION>__<FIELD>` overrides found in `env`
+    /// (pass `std::env::vars()`, or a map of your own in tests) and validates the result.
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::ConfigFile {
+            path: path.display().to_string(),
+            reason: format!("cannot read the configuration file: {e}"),
+        })?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Config::from_toml_str(&path.display().to_string(), &text, env, base_dir)
+    }
+
+    /// Like [`Config::load`] for text at hand; `origin` names it in error messages.
+    pub fn from_toml_str(
+        origin: &str,
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+        base_dir: PathBuf,
+    ) -> Result<Config, Error> {
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| Error::ConfigFile {
+                    path: origin.to_owned(),
+                    reason: e.to_string().trim_end().to_owned(),
+                })?;
+        let overrides = apply_env_overrides(&mut table, env)?;
+        let origin_of = |key: &str| -> String {
+            overrides
+                .iter()
+                .find(|(k, _)| key == k.as_str() || key.starts_with(&format!("{k}.")))
+                .map(|(_, var)| format!("environment variable {var}"))
+                .unwrap_or_else(|| origin.to_owned())
+        };
+        let sections: Sections =
+            serde_path_to_error::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
+                let key = e.path().to_string();
+                let shown = lookup(&table, &key)
+                    .map(|v| format!("got {v}: "))
+                    .unwrap_or_default();
+                Error::Config {
+                    origin: origin_of(&key),
+                    key,
+                    problem: format!("{shown}{}", e.inner()),
+                }
+            })?;
+        let config = Config { sections, base_dir };
+        config.validate(&origin_of)?;
+        Ok(config)
+    }
+
+    pub fn core(&self) -> &CoreConfig {
+        &self.sections.core
+    }
+    pub fn performance(&self) -> &PerformanceConfig {
+        &self.sections.performance
+    }
+    pub fn caching(&self) -> &CachingConfig {
+        &self.sections.caching
+    }
+    pub fn security(&self) -> &SecurityConfig {
+        &self.sections.security
+    }
+    pub fn monitoring(&self) -> &MonitoringConfig {
+        &self.sections.monitoring
+    }
+    pub fn rate_limiting(&self) -> &RateLimitingConfig {
+        &self.sections.rate_limiting
+    }
+    pub fn load_balancing(&self) -> &LoadBalancingConfig {
+        &self.sections.load_balancing
+    }
+    pub fn circuit_breaker(&self) -> &CircuitBreakerConfig {
+        &self.sections.circuit_breaker
+    }
+    pub fn fallback(&self) -> &FallbackConfig {
+        &self.sections.fallback
+    }
+    pub fn limits(&self) -> &LimitsConfig {
+        &self.sections.limits
+    }
+    pub fn supervision(&self) -> &SupervisionConfig {
+        &self.sections.supervision
+    }
+
+    /// The systems file, with a relative path taken from the config file's folder.
+    pub fn systems_file(&self) -> PathBuf {
+        self.base_dir.join(&self.sections.registry.systems_file)
+    }
+
+    pub fn decode_limits(&self) -> DecodeLimits {
+        DecodeLimits {
+            max_bytes: self.sections.limits.max_message_bytes,
+            max_depth: self.sections.limits.max_nesting_depth,
+        }
+    }
+
+    fn validate(&self, origin_of: &dyn Fn(&str) -> String) -> Result<(), Error> {
+        let check = Checker { origin_of };
+        let s = &self.sections;
+        check.range(
+            "core.max_concurrent_requests",
+            s.core.max_concurrent_requests,
+            1,
+            1_000_000,
+        )?;
+        check.range(
+            "core.request_timeout_seconds",
+            s.core.request_timeout_seconds,
+            1,
+            3_600,
+        )?;
+        check.range("core.retry_attempts", s.core.retry_attempts, 1, 100)?;
+        check.range(
+            "core.retry_delay_seconds",
+            s.core.retry_delay_seconds,
+            0.0,
+            3_600.0,
+        )?;
+        check.range(
+            "core.retry_backoff_multiplier",
+            s.core.retry_backoff_multiplier,
+            1.0,
+            10.0,
+        )?;
+        let p = &s.performance;
+        check.range(
+            "performance.max_connections_per_host",
+            p.max_connections_per_host,
+            1,
+            10_000,
+        )?;
+        check.range(
+            "performance.keepalive_timeout_seconds",
+            p.keepalive_timeout_seconds,
+            1,
+            3_600,
+        )?;
+        check.range("performance.compression_level", p.compression_level, 0, 9)?;
+        let c = &s.caching;
+        check.range(
+            "caching.cache_ttl_seconds",
+            c.cache_ttl_seconds,
+            1,
+            2_592_000,
+        )?;
+        check.range(
+            "caching.cache_max_size_mb",
+            c.cache_max_size_mb,
+            1,
+            1_048_576,
+        )?;
+        if c.distributed_cache_enabled {
+            return Err(check.error(
+                "caching.distributed_cache_enabled",
+                "got true: a distributed cache is not available yet; set it to false",
+            ));
+        }
+        check.range(
+            "security.key_rotation_days",
+            s.security.key_rotation_days,
+            1,
+            3_650,
+        )?;
+        check.range(
+            "security.token_expiration_hours",
+            s.security.token_expiration_hours,
+            1,
+            8_760,
+        )?;
+        let m = &s.monitoring;
+        check.range("monitoring.metrics_port", m.metrics_port, 1, u16::MAX)?;
+        check.range(
+            "monitoring.health_check_interval_seconds",
+            m.health_check_interval_seconds,
+            1,
+            86_400,
+        )?;
+        let r = &s.rate_limiting;
+        check.range(
+            "rate_limiting.rate_limit_requests_per_minute",
+            r.rate_limit_requests_per_minute,
+            1,
+            10_000_000,
+        )?;
+        check.range(
+            "rate_limiting.rate_limit_burst_size",
+            r.rate_limit_burst_size,
+            1,
+            1_000_000,
+        )?;
+        check.range(
+            "rate_limiting.rate_limit_window_seconds",
+            r.rate_limit_window_seconds,
+            1,
+            86_400,
+        )?;
+        let b = &s.circuit_breaker;
+        check.range(
+            "circuit_breaker.circuit_breaker_failure_threshold",
+            b.circuit_breaker_failure_threshold,
+            1,
+            10_000,
+        )?;
+        check.range(
+            "circuit_breaker.circuit_breaker_recovery_timeout_seconds",
+            b.circuit_breaker_recovery_timeout_seconds,
+            1,
+            86_400,
+        )?;
+        check.range(
+            "circuit_breaker.circuit_breaker_half_open_max_calls",
+            b.circuit_breaker_half_open_max_calls,
+            1,
+            10_000,
+        )?;
+        check.range(
+            "fallback.fallback_timeout_seconds",
+            s.fallback.fallback_timeout_seconds,
+            1,
+            3_600,
+        )?;
+        check.range(
+            "fallback.fallback_retry_attempts",
+            s.fallback.fallback_retry_attempts,
+            0,
+            100,
+        )?;
+        if s.registry.systems_file.as_os_str().is_empty() {
+            return Err(check.error(
+                "registry.systems_file",
+                "is empty: name the TOML file that lists the systems, for example \"systems.toml\"",
+            ));
+        }
+        let l = &s.limits;
+        check.range(
+            "limits.max_message_bytes",
+            l.max_message_bytes,
+            1_024,
+            64 * 1024 * 1024,
+        )?;
+        // The message is one level and its payload another.
+        check.range(
+            "limits.max_nesting_depth",
+            l.max_nesting_depth,
+            2,
+            MAX_SUPPORTED_DEPTH,
+        )?;
+        let v = &s.supervision;
+        check.range(
+            "supervision.restart_initial_backoff_ms",
+            v.restart_initial_backoff_ms,
+            1,
+            3_600_000,
+        )?;
+        check.range(
+            "supervision.restart_max_backoff_ms",
+            v.restart_max_backoff_ms,
+            v.restart_initial_backoff_ms,
+            3_600_000,
+        )?;
+        check.range("supervision.restart_limit", v.restart_limit, 0, 1_000)?;
+        check.range(
+            "supervision.restart_window_seconds",
+            v.restart_window_seconds,
+            1,
+            86_400,
+        )?;
+        check.range(
+            "supervision.mailbox_capacity",
+            v.mailbox_capacity,
+            1,
+            1_000_000,
+        )?;
+        check.range("supervision.event_buffer", v.event_buffer, 1, 1_000_000)?;
+        Ok(())
+    }
+}
+
+struct Checker<'a> {
+    origin_of: &'a dyn Fn(&str) -> String,
+}
+
+impl Checker<'_> {
+    fn error(&self, key: &str, problem: impl Display) -> Error {
+        Error::Config {
+            origin: (self.origin_of)(key),
+            key: key.to_owned(),
+            problem: problem.to_string(),
+        }
+    }
+
+    /// NaN fails too: it is in no range.
+    fn range<T: PartialOrd + Display>(
+        &self,
+        key: &str,
+        value: T,
+        min: T,
+        max: T,
+    ) -> Result<(), Error> {
+        if value >= min && value <= max {
+            Ok(())
+        } else {
+            Err(self.error(
+                key,
+                format!("got {value}: expected a value from {min} to {max}"),
+            ))
+        }
+    }
+}
+
+/// Moves `AIMBUS_<SECTION>__<FIELD>=value` variables into `table`; returns which key each
+/// variable set, so errors can blame the variable rather than the file. Variables without
+/// `__` (such as `AIMBUS_CONFIG`) are not configuration keys and are left alone.
+fn apply_env_overrides(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<(String, String)>, Error> {
+    let mut overrides: BTreeMap<String, String> = BTreeMap::new();
+    let mut seen = HashSet::new();
+    for (var, raw) in env {
+        let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        if !rest.contains("__") || !seen.insert(var.clone()) {
+            continue;
+        }
+        let parts: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+        let [section, field] = parts.as_slice() else {
+            return Err(Error::Config {
+                origin: format!("environment variable {var}"),
+                key: parts.join("."),
+                problem: "expected the form AIMBUS_<SECTION>__<FIELD>, for example AIMBUS_CORE__REQUEST_TIMEOUT_SECONDS".into(),
+            });
+        };
+        let key = format!("{section}.{field}");
+        let section_table = table
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let Some(section_table) = section_table.as_table_mut() else {
+            return Err(Error::Config {
+                origin: format!("environment variable {var}"),
+                key: section.clone(),
+                problem: "the file sets this key to a value, not a section".into(),
+            });
+        };
+        section_table.insert(field.clone(), env_value(&raw));
+        overrides.insert(key, var);
+    }
+    Ok(overrides.into_iter().collect())
+}
+
+/// An environment value is read as a TOML value (`5`, `2.5`, `true`, `[1, 2]`) when it
+/// parses as one, and as a plain string otherwise (`INFO`, `configs/systems.toml`).
+fn env_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+fn lookup<'t>(table: &'t toml::Table, dotted: &str) -> Option<&'t toml::Value> {
+    let mut parts = dotted.split('.');
+    let mut value = table.get(parts.next()?)?;
+    for part in parts {
+        value = value.as_table()?.get(part)?;
+    }
+    Some(value)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,380 @@
+//! The configuration sections. Each field carries the seed's name and default; the
+//! `AdvancedSystemIntegrationConfig` fields are grouped as the seed's comments group them.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Core request handling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoreConfig {
+    /// Requests in flight at once across the bus; excess is refused.
+    pub max_concurrent_requests: u32,
+    /// Time allowed for one delivery attempt.
+    pub request_timeout_seconds: u64,
+    /// Delivery attempts for message types without a policy of their own.
+    pub retry_attempts: u32,
+    /// Wait before the second attempt.
+    pub retry_delay_seconds: f64,
+    /// Each later wait is the previous one times this.
+    pub retry_backoff_multiplier: f64,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            max_concurrent_requests: 1000,
+            request_timeout_seconds: 60,
+            retry_attempts: 3,
+            retry_delay_seconds: 1.0,
+            retry_backoff_multiplier: 2.0,
+        }
+    }
+}
+
+/// Connections to systems.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PerformanceConfig {
+    pub enable_connection_pooling: bool,
+    pub max_connections_per_host: u32,
+    /// Idle pooled connections are closed after this long.
+    pub keepalive_timeout_seconds: u64,
+    pub enable_compression: bool,
+    /// 0 (none) to 9 (smallest).
+    pub compression_level: u32,
+}
+
+impl Default for PerformanceConfig {
+    fn default() -> Self {
+        PerformanceConfig {
+            enable_connection_pooling: true,
+            max_connections_per_host: 100,
+            keepalive_timeout_seconds: 30,
+            enable_compression: true,
+            compression_level: 6,
+        }
+    }
+}
+
+/// Which entries a full response cache drops first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvictionPolicy {
+    /// Least recently used.
+    Lru,
+    /// Least frequently used (TinyLFU admission).
+    Lfu,
+}
+
+/// The response cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CachingConfig {
+    pub enable_response_caching: bool,
+    pub cache_ttl_seconds: u64,
+    /// Bytes of cached responses, in MiB.
+    pub cache_max_size_mb: u64,
+    pub cache_eviction_policy: EvictionPolicy,
+    /// A cache shared between bus instances; not available yet, so it must stay false.
+    pub distributed_cache_enabled: bool,
+}
+
+impl Default for CachingConfig {
+    fn default() -> Self {
+        CachingConfig {
+            enable_response_caching: true,
+            cache_ttl_seconds: 3600,
+            cache_max_size_mb: 1024,
+            cache_eviction_policy: EvictionPolicy::Lru,
+            distributed_cache_enabled: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EncryptionAlgorithm {
+    #[serde(rename = "AES-256-GCM")]
+    Aes256Gcm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthenticationMethod {
+    Jwt,
+}
+
+/// Payload encryption and caller authentication.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    pub enable_encryption: bool,
+    pub encryption_algorithm: EncryptionAlgorithm,
+    pub key_rotation_days: u32,
+    pub enable_authentication: bool,
+    pub authentication_method: AuthenticationMethod,
+    pub token_expiration_hours: u32,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            enable_encryption: true,
+            encryption_algorithm: EncryptionAlgorithm::Aes256Gcm,
+            key_rotation_days: 30,
+            enable_authentication: true,
+            authentication_method: AuthenticationMethod::Jwt,
+            token_expiration_hours: 24,
+        }
+    }
+}
+
+/// Log verbosity, named as the seed names Python's levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "TRACE",
+            LogLevel::Debug => "DEBUG",
+            LogLevel::Info => "INFO",
+            LogLevel::Warn => "WARN",
+            LogLevel::Error => "ERROR",
+        }
+    }
+}
+
+impl FromStr for LogLevel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_uppercase().as_str() {
+            "TRACE" => Ok(LogLevel::Trace),
+            "DEBUG" => Ok(LogLevel::Debug),
+            "INFO" => Ok(LogLevel::Info),
+            "WARN" | "WARNING" => Ok(LogLevel::Warn),
+            "ERROR" | "CRITICAL" => Ok(LogLevel::Error),
+            _ => Err(format!(
+                "unknown log level `{s}`, expected one of TRACE, DEBUG, INFO, WARN, ERROR"
+            )),
+        }
+    }
+}
+
+impl TryFrom<String> for LogLevel {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<LogLevel> for String {
+    fn from(level: LogLevel) -> String {
+        level.as_str().to_owned()
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Metrics, health checks, logs and traces.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonitoringConfig {
+    pub enable_metrics: bool,
+    pub metrics_port: u16,
+    /// How often every system's health is checked (the seed sets it in three groups, always
+    /// to the same value; it lives here once).
+    pub health_check_interval_seconds: u64,
+    pub log_level: LogLevel,
+    pub enable_tracing: bool,
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        MonitoringConfig {
+            enable_metrics: true,
+            metrics_port: 8080,
+            health_check_interval_seconds: 30,
+            log_level: LogLevel::Info,
+            enable_tracing: true,
+        }
+    }
+}
+
+/// Token buckets per source system.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitingConfig {
+    pub enable_rate_limiting: bool,
+    pub rate_limit_requests_per_minute: u32,
+    /// Requests a source may send at once above its steady rate.
+    pub rate_limit_burst_size: u32,
+    pub rate_limit_window_seconds: u64,
+}
+
+impl Default for RateLimitingConfig {
+    fn default() -> Self {
+        RateLimitingConfig {
+            enable_rate_limiting: true,
+            rate_limit_requests_per_minute: 1000,
+            rate_limit_burst_size: 100,
+            rate_limit_window_seconds: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadBalancingAlgorithm {
+    RoundRobin,
+    /// Power of two choices on requests in flight.
+    LeastInFlight,
+    /// By the `weight` in each system's configuration.
+    Weighted,
+}
+
+/// Spreading messages for a system type across its instances.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoadBalancingConfig {
+    pub enable_load_balancing: bool,
+    pub load_balancing_algorithm: LoadBalancingAlgorithm,
+    /// Leave instances that fail their health checks out of the rotation.
+    pub health_check_enabled: bool,
+}
+
+impl Default for LoadBalancingConfig {
+    fn default() -> Self {
+        LoadBalancingConfig {
+            enable_load_balancing: true,
+            load_balancing_algorithm: LoadBalancingAlgorithm::RoundRobin,
+            health_check_enabled: true,
+        }
+    }
+}
+
+/// One breaker per system instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CircuitBreakerConfig {
+    pub enable_circuit_breaker: bool,
+    /// Consecutive failures that open the breaker.
+    pub circuit_breaker_failure_threshold: u32,
+    /// Time an open breaker waits before letting trial calls through.
+    pub circuit_breaker_recovery_timeout_seconds: u64,
+    /// Trial calls allowed while half-open.
+    pub circuit_breaker_half_open_max_calls: u32,
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        CircuitBreakerConfig {
+            enable_circuit_breaker: true,
+            circuit_breaker_failure_threshold: 5,
+            circuit_breaker_recovery_timeout_seconds: 60,
+            circuit_breaker_half_open_max_calls: 3,
+        }
+    }
+}
+
+/// Sending to another system when the chosen one's breaker is open.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FallbackConfig {
+    pub enable_fallback: bool,
+    pub fallback_timeout_seconds: u64,
+    pub fallback_retry_attempts: u32,
+}
+
+impl Default for FallbackConfig {
+    fn default() -> Self {
+        FallbackConfig {
+            enable_fallback: true,
+            fallback_timeout_seconds: 30,
+            fallback_retry_attempts: 2,
+        }
+    }
+}
+
+/// Where the registry's systems come from (not in the seed, whose systems are hard-coded).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Systems registered at start; a relative path is taken from the config file's folder.
+    pub systems_file: PathBuf,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            systems_file: PathBuf::from("systems.toml"),
+        }
+    }
+}
+
+/// Bounds on what the bus accepts from outside (not in the seed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest encoded message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// Deepest nesting of maps and arrays accepted; the message itself is level 1.
+    pub max_nesting_depth: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_message_bytes: 1024 * 1024,
+            max_nesting_depth: 32,
+        }
+    }
+}
+
+/// How the registry actor restarts a system actor that failed (not in the seed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupervisionConfig {
+    /// Wait before the first restart; each further restart doubles it.
+    pub restart_initial_backoff_ms: u64,
+    /// The longest wait between restarts.
+    pub restart_max_backoff_ms: u64,
+    /// Restarts allowed within `restart_window_seconds`; one more marks the system failed.
+    pub restart_limit: u32,
+    /// An actor that runs this long without failing has its restart count cleared.
+    pub restart_window_seconds: u64,
+    /// Messages an actor's mailbox holds before senders wait or are refused.
+    pub mailbox_capacity: usize,
+    /// Registry events buffered for each subscriber; one that falls further behind is told
+    /// it lagged and re-reads the registry.
+    pub event_buffer: usize,
+}
+
+impl Default for SupervisionConfig {
+    fn default() -> Self {
+        SupervisionConfig {
+            restart_initial_backoff_ms: 100,
+            restart_max_backoff_ms: 30_000,
+            restart_limit: 5,
+            restart_window_seconds: 60,
+            mailbox_capacity: 1024,
+            event_buffer: 1024,
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! Wire model, codecs, validation, configuration and pure registry state of aimbus.
+#![forbid(unsafe_code)]
+
+mod codec;
+mod config;
+mod error;
+mod model;
+mod registry;
+pub mod validate;
+
+pub use codec::{Codec, DecodeLimits, Format, MAX_SUPPORTED_DEPTH};
+pub use config::{
+    AuthenticationMethod, CachingConfig, CircuitBreakerConfig, Config, CoreConfig, ENV_PREFIX,
+    EncryptionAlgorithm, EvictionPolicy, FallbackConfig, LimitsConfig, LoadBalancingAlgorithm,
+    LoadBalancingConfig, LogLevel, MonitoringConfig, PerformanceConfig, RateLimitingConfig,
+    RegistryConfig, SecurityConfig, SupervisionConfig, SystemsFile,
+};
+pub use error::{Error, ErrorKind};
+pub use model::{
+    DEFAULT_MAX_RETRIES, HealthCheckResult, IntegrationMessage, IntegrationStatus,
+    PerformanceMetrics, RegistryEvent, RequestOutcome, SystemInfo, SystemType, interface,
+};
+pub use registry::{
+    Compatibility, IntegrationSummary, Registration, Registry, RegistrySummary, RequestTotals,
+    SystemMetadata,
+};

@@ -1,0 +1,1 @@
+//! Cross-crate tests of aimbus live under `tests/`.
