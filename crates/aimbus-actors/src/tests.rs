@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use aimbus_core::{
     Config, HealthCheckResult, IntegrationStatus, Registration, RegistryEvent, RequestOutcome,
-    SupervisionConfig, SystemInfo, SystemType,
+    SupervisionConfig, SystemInfo, SystemType, SystemsFile,
 };
 use chrono::Utc;
 use serde_json::json;
@@ -300,7 +300,10 @@ mod seed_test_advanced_system_integration_manager {
     #[actix_rt::test]
     async fn test_integration_manager_initialization() {
         let config = Config::load(SHIPPED.as_ref(), Vec::new()).unwrap();
-        let registry = start_registry(&config).await.unwrap();
+        let systems = SystemsFile::load(&config.systems_file()).unwrap();
+        let registry = start_registry(config.supervision(), &systems)
+            .await
+            .unwrap();
         let summary = registry.query(|r| r.summary()).await.unwrap();
         assert_eq!(summary.total_systems, 11);
         assert_eq!(summary.system_types.len(), 11);

@@ -1,1 +1,60 @@
-fn main() {}
+//! The aimbus binary: loads and validates the configuration, then serves the bus or
+//! answers questions about its registry.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod serve;
+mod systems;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use aimbus_core::{Config, LogLevel, SystemsFile};
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+
+/// Exit status for a configuration that cannot be used (as for a usage error).
+const EXIT_BAD_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(&cli.config, std::env::vars()) {
+        Ok(config) => config,
+        Err(error) => return config_failure(&error),
+    };
+    let systems = match SystemsFile::load(&config.systems_file()) {
+        Ok(systems) => systems,
+        Err(error) => return config_failure(&error),
+    };
+    init_logging(config.monitoring().log_level);
+    let outcome = match cli.command {
+        Command::Serve => serve::run(&config, &systems),
+        Command::Systems(command) => systems::run(systems.registry(), command),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config_failure(error: &aimbus_core::Error) -> ExitCode {
+    eprintln!("error: invalid configuration: {error}");
+    ExitCode::from(EXIT_BAD_CONFIG)
+}
+
+/// Logs go to standard error, so `systems … --json` output stays clean; RUST_LOG, when
+/// set, wins over the configured level.
+fn init_logging(level: LogLevel) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(level.as_str().to_ascii_lowercase()));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

@@ -107,7 +107,7 @@ impl Config {
                 Error::Config {
                     origin: origin_of(&key),
                     key,
-                    problem: format!("{shown}{}", e.inner()),
+                    problem: format!("{shown}{}", e.inner().message().trim_end()),
                 }
             })?;
         let config = Config { sections, base_dir };

@@ -319,36 +319,34 @@ impl Registry {
         }
         let mut marks: HashMap<&str, Mark> = HashMap::from([(system_id, Mark::Visiting)]);
         let mut chain = Vec::new();
-        // Depth-first, with each frame remembering which dependency it visits next.
-        let mut stack: Vec<(&str, usize)> = vec![(system_id, 0)];
-        while let Some((node, next)) = stack.last_mut() {
+        // Depth-first; each frame holds its node's dependencies and which one comes next,
+        // so every node is looked up once.
+        let mut stack: Vec<(&str, std::slice::Iter<'_, String>)> =
+            vec![(system_id, self.dependencies(system_id).iter())];
+        while let Some((node, pending)) = stack.last_mut() {
             let node = *node;
-            match self.dependencies(node).get(*next) {
-                Some(dependency) => {
-                    *next += 1;
-                    match marks.get(dependency.as_str()) {
-                        None => {
-                            marks.insert(dependency, Mark::Visiting);
-                            stack.push((dependency, 0));
-                        }
-                        // Registration refuses cycles; this guards against ever looping.
-                        Some(Mark::Visiting) => {
-                            let start = stack.iter().position(|(n, _)| n == dependency);
-                            let mut cycle: Vec<String> = stack[start.unwrap_or(0)..]
-                                .iter()
-                                .map(|(n, _)| (*n).to_owned())
-                                .collect();
-                            cycle.push(dependency.clone());
-                            return Err(Error::DependencyCycle { cycle });
-                        }
-                        Some(Mark::Done) => {}
-                    }
-                }
+            let Some(dependency) = pending.next() else {
+                stack.pop();
+                marks.insert(node, Mark::Done);
+                chain.push(node.to_owned());
+                continue;
+            };
+            match marks.get(dependency.as_str()) {
                 None => {
-                    stack.pop();
-                    marks.insert(node, Mark::Done);
-                    chain.push(node.to_owned());
+                    marks.insert(dependency, Mark::Visiting);
+                    stack.push((dependency, self.dependencies(dependency).iter()));
                 }
+                // Registration refuses cycles; this guards against ever looping.
+                Some(Mark::Visiting) => {
+                    let start = stack.iter().position(|(n, _)| n == dependency);
+                    let mut cycle: Vec<String> = stack[start.unwrap_or(0)..]
+                        .iter()
+                        .map(|(n, _)| (*n).to_owned())
+                        .collect();
+                    cycle.push(dependency.clone());
+                    return Err(Error::DependencyCycle { cycle });
+                }
+                Some(Mark::Done) => {}
             }
         }
         Ok(chain)

@@ -1,0 +1,71 @@
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// aimbus: the integration bus of AIM-OS.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// Configuration file; keys can be overridden by AIMBUS_<SECTION>__<FIELD> variables.
+    #[arg(
+        long,
+        global = true,
+        env = "AIMBUS_CONFIG",
+        default_value = "configs/aimbus.toml"
+    )]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the bus: the registry actor and one supervised actor per configured system.
+    Serve,
+    /// Inspect the systems the configuration registers.
+    #[command(subcommand)]
+    Systems(SystemsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemsCommand {
+    /// List the registered systems.
+    List {
+        #[command(flatten)]
+        filter: ListFilter,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Show one system in full.
+    Show {
+        system_id: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Show what a system needs, in start-up order: every dependency before its dependents.
+    Chain {
+        system_id: String,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ListFilter {
+    /// Only systems of this type (cmc, hhni, … or a custom type).
+    #[arg(long = "type")]
+    pub system_type: Option<String>,
+    /// Only systems offering this capability.
+    #[arg(long)]
+    pub capability: Option<String>,
+    /// Only systems with this interface kind (rest_api, grpc, amqp, …).
+    #[arg(long)]
+    pub interface: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct Output {
+    /// Print JSON for scripts instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
