@@ -2,8 +2,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aimbus_core::{
-    Config, HealthCheckResult, IntegrationStatus, Registration, RegistryEvent, RequestOutcome,
-    SupervisionConfig, SystemInfo, SystemType, SystemsFile,
+    Config, HealthCheckResult, IntegrationStatus, PerformanceMetrics, Registration, RegistryEvent,
+    RequestOutcome, SupervisionConfig, SystemInfo, SystemType, SystemsFile,
 };
 use chrono::Utc;
 use serde_json::json;
@@ -297,6 +297,37 @@ async fn the_registry_mailbox_is_bounded() {
 mod seed_test_advanced_system_integration_manager {
     use super::*;
 
+    /// The seed's fixture: a registry holding only `test_system_001`.
+    async fn with_test_system() -> RegistryHandle {
+        let registry = RegistryHandle::start(&SupervisionConfig::default());
+        registry
+            .register(system("test_system_001", &[]))
+            .await
+            .unwrap();
+        registry
+    }
+
+    /// Requests, success rate and error rate: what the seed's metric tests assert.
+    fn counts(metrics: &PerformanceMetrics) -> (u64, f64, f64) {
+        (
+            metrics.request_count,
+            metrics.success_rate,
+            metrics.error_rate,
+        )
+    }
+
+    async fn test_system_metrics(registry: &RegistryHandle) -> PerformanceMetrics {
+        registry
+            .query(|r| {
+                r.get("test_system_001")
+                    .unwrap()
+                    .performance_metrics
+                    .clone()
+            })
+            .await
+            .unwrap()
+    }
+
     #[actix_rt::test]
     async fn test_integration_manager_initialization() {
         let config = Config::load(SHIPPED.as_ref(), Vec::new()).unwrap();
@@ -329,14 +360,7 @@ mod seed_test_advanced_system_integration_manager {
         assert_eq!(stored, info);
         assert_eq!(stored.status, IntegrationStatus::Healthy);
         let metrics = stored.performance_metrics;
-        assert_eq!(
-            (
-                metrics.request_count,
-                metrics.success_rate,
-                metrics.error_rate
-            ),
-            (0, 1.0, 0.0)
-        );
+        assert_eq!(counts(&metrics), (0, 1.0, 0.0));
     }
 
     #[actix_rt::test]
@@ -355,11 +379,7 @@ mod seed_test_advanced_system_integration_manager {
 
     #[actix_rt::test]
     async fn test_get_system_status() {
-        let registry = RegistryHandle::start(&SupervisionConfig::default());
-        registry
-            .register(system("test_system_001", &[]))
-            .await
-            .unwrap();
+        let registry = with_test_system().await;
         assert_eq!(
             status(&registry, "test_system_001").await,
             IntegrationStatus::Healthy
@@ -368,11 +388,7 @@ mod seed_test_advanced_system_integration_manager {
 
     #[actix_rt::test]
     async fn test_get_all_systems_status() {
-        let registry = RegistryHandle::start(&SupervisionConfig::default());
-        registry
-            .register(system("test_system_001", &[]))
-            .await
-            .unwrap();
+        let registry = with_test_system().await;
         let statuses: BTreeMap<String, IntegrationStatus> = registry
             .query(|r| {
                 r.systems()
@@ -387,37 +403,14 @@ mod seed_test_advanced_system_integration_manager {
 
     #[actix_rt::test]
     async fn test_get_system_metrics() {
-        let registry = RegistryHandle::start(&SupervisionConfig::default());
-        registry
-            .register(system("test_system_001", &[]))
-            .await
-            .unwrap();
-        let metrics = registry
-            .query(|r| {
-                r.get("test_system_001")
-                    .unwrap()
-                    .performance_metrics
-                    .clone()
-            })
-            .await
-            .unwrap();
-        assert_eq!(
-            (
-                metrics.request_count,
-                metrics.success_rate,
-                metrics.error_rate
-            ),
-            (0, 1.0, 0.0)
-        );
+        let registry = with_test_system().await;
+        let metrics = test_system_metrics(&registry).await;
+        assert_eq!(counts(&metrics), (0, 1.0, 0.0));
     }
 
     #[actix_rt::test]
     async fn test_get_integration_summary() {
-        let registry = RegistryHandle::start(&SupervisionConfig::default());
-        registry
-            .register(system("test_system_001", &[]))
-            .await
-            .unwrap();
+        let registry = with_test_system().await;
         let summary = registry.query(|r| r.integration_summary()).await.unwrap();
         assert_eq!(summary.total_systems, 1);
         assert_eq!(summary.healthy_systems, 1);
@@ -435,11 +428,7 @@ mod seed_test_advanced_system_integration_manager {
 
     #[actix_rt::test]
     async fn test_performance_metrics_update() {
-        let registry = RegistryHandle::start(&SupervisionConfig::default());
-        registry
-            .register(system("test_system_001", &[]))
-            .await
-            .unwrap();
+        let registry = with_test_system().await;
         let outcome = RequestOutcome {
             success: true,
             response_time_ms: 12.5,
@@ -449,23 +438,8 @@ mod seed_test_advanced_system_integration_manager {
             .record_outcome("test_system_001", outcome)
             .await
             .unwrap();
-        let metrics = registry
-            .query(|r| {
-                r.get("test_system_001")
-                    .unwrap()
-                    .performance_metrics
-                    .clone()
-            })
-            .await
-            .unwrap();
-        assert_eq!(
-            (
-                metrics.request_count,
-                metrics.success_rate,
-                metrics.error_rate
-            ),
-            (1, 1.0, 0.0)
-        );
+        let metrics = test_system_metrics(&registry).await;
+        assert_eq!(counts(&metrics), (1, 1.0, 0.0));
         assert_eq!(metrics.last_request_time, Some(outcome.at));
     }
 
