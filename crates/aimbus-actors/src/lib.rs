@@ -2,8 +2,10 @@
 #![forbid(unsafe_code)]
 
 mod bootstrap;
+pub mod breaker;
 mod error;
 mod handle;
+pub mod metrics;
 mod registry_actor;
 mod supervision;
 mod system_actor;

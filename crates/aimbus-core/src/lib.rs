@@ -13,7 +13,7 @@ pub use config::{
     AuthenticationMethod, CachingConfig, CircuitBreakerConfig, Config, CoreConfig, ENV_PREFIX,
     EncryptionAlgorithm, EvictionPolicy, FallbackConfig, LimitsConfig, LoadBalancingAlgorithm,
     LoadBalancingConfig, LogLevel, MonitoringConfig, PerformanceConfig, RateLimitingConfig,
-    RegistryConfig, SecurityConfig, SupervisionConfig, SystemsFile,
+    RegistryConfig, SecurityConfig, SlidingWindowType, SupervisionConfig, SystemsFile,
 };
 pub use error::{Error, ErrorKind};
 pub use model::{

@@ -16,7 +16,7 @@ pub use sections::{
     AuthenticationMethod, CachingConfig, CircuitBreakerConfig, CoreConfig, EncryptionAlgorithm,
     EvictionPolicy, FallbackConfig, LimitsConfig, LoadBalancingAlgorithm, LoadBalancingConfig,
     LogLevel, MonitoringConfig, PerformanceConfig, RateLimitingConfig, RegistryConfig,
-    SecurityConfig, SupervisionConfig,
+    SecurityConfig, SlidingWindowType, SupervisionConfig,
 };
 pub use systems_file::SystemsFile;
 
@@ -279,6 +279,42 @@ impl Config {
             b.circuit_breaker_half_open_max_calls,
             1,
             10_000,
+        )?;
+        check.range(
+            "circuit_breaker.sliding_window_size",
+            b.sliding_window_size,
+            1,
+            100_000,
+        )?;
+        check.range(
+            "circuit_breaker.minimum_number_of_calls",
+            b.minimum_number_of_calls,
+            1,
+            100_000,
+        )?;
+        check.range(
+            "circuit_breaker.failure_rate_threshold",
+            b.failure_rate_threshold,
+            1.0,
+            100.0,
+        )?;
+        check.range(
+            "circuit_breaker.slow_call_duration_threshold_ms",
+            b.slow_call_duration_threshold_ms,
+            1,
+            3_600_000,
+        )?;
+        check.range(
+            "circuit_breaker.slow_call_rate_threshold",
+            b.slow_call_rate_threshold,
+            1.0,
+            100.0,
+        )?;
+        check.range(
+            "circuit_breaker.half_open_max_wait_seconds",
+            b.half_open_max_wait_seconds,
+            1,
+            86_400,
         )?;
         check.range(
             "fallback.fallback_timeout_seconds",

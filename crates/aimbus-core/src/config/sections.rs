@@ -269,7 +269,18 @@ impl Default for LoadBalancingConfig {
     }
 }
 
-/// One breaker per system instance.
+/// How a breaker's sliding window is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlidingWindowType {
+    /// The last `sliding_window_size` calls.
+    Count,
+    /// The calls of the last `sliding_window_size` seconds.
+    Time,
+}
+
+/// One breaker per system instance: the seed's consecutive-failure rule, plus
+/// Resilience4j's failure-rate and slow-call-rate rules over a sliding window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CircuitBreakerConfig {
@@ -278,8 +289,21 @@ pub struct CircuitBreakerConfig {
     pub circuit_breaker_failure_threshold: u32,
     /// Time an open breaker waits before letting trial calls through.
     pub circuit_breaker_recovery_timeout_seconds: u64,
-    /// Trial calls allowed while half-open.
+    /// Trial calls allowed while half-open; that many successes close the breaker.
     pub circuit_breaker_half_open_max_calls: u32,
+    pub sliding_window_type: SlidingWindowType,
+    /// Calls (count window) or seconds (time window).
+    pub sliding_window_size: u32,
+    /// Calls the window must hold before its rates may open the breaker.
+    pub minimum_number_of_calls: u32,
+    /// Percent of failed calls in the window that opens the breaker.
+    pub failure_rate_threshold: f64,
+    /// A call slower than this counts as slow.
+    pub slow_call_duration_threshold_ms: u64,
+    /// Percent of slow calls in the window that opens the breaker.
+    pub slow_call_rate_threshold: f64,
+    /// A half-open breaker whose trial calls have not all answered by then opens again.
+    pub half_open_max_wait_seconds: u64,
 }
 
 impl Default for CircuitBreakerConfig {
@@ -289,6 +313,13 @@ impl Default for CircuitBreakerConfig {
             circuit_breaker_failure_threshold: 5,
             circuit_breaker_recovery_timeout_seconds: 60,
             circuit_breaker_half_open_max_calls: 3,
+            sliding_window_type: SlidingWindowType::Count,
+            sliding_window_size: 100,
+            minimum_number_of_calls: 20,
+            failure_rate_threshold: 50.0,
+            slow_call_duration_threshold_ms: 60_000,
+            slow_call_rate_threshold: 100.0,
+            half_open_max_wait_seconds: 120,
         }
     }
 }
