@@ -1,20 +1,69 @@
+use std::time::Duration;
+
 use actix::MailboxError;
 
-/// Errors of the actor layer: the registry's own, or the actor being unreachable.
+use crate::transport::DeliveryFailure;
+
+/// Errors of the actor layer: the registry's own, routing's, or an actor being gone.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// Invalid messages and registry errors (`kind()` tells which).
     #[error(transparent)]
     Registry(#[from] aimbus_core::Error),
-    #[error("the registry actor has stopped")]
-    RegistryStopped,
+    #[error("the {0} actor has stopped")]
+    ActorStopped(&'static str),
     #[error("system `{0}` has no running actor")]
     SystemActorDown(String),
+    #[error("`{source_system}` is rate limited: retry after {retry_after:?}")]
+    RateLimited {
+        source_system: String,
+        retry_after: Duration,
+    },
+    #[error("no registered system or system type is named `{0}`")]
+    UnknownTarget(String),
+    /// Nothing can take the message now; `retry_after` says when a breaker half-opens.
+    #[error("`{target}` is unavailable: {reason}")]
+    Unavailable {
+        target: String,
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// A bulkhead is full: `scope` is `bus` or a system id.
+    #[error("overloaded: too many requests in flight for {scope}")]
+    Overloaded { scope: String },
+    #[error("system `{system_id}` did not answer within {after:?}")]
+    Timeout { system_id: String, after: Duration },
+    #[error("delivery to `{system_id}` {failure}")]
+    Delivery {
+        system_id: String,
+        failure: DeliveryFailure,
+    },
+    #[error("message `{message_id}` expired before it could be delivered")]
+    Expired { message_id: String },
 }
 
 impl Error {
-    pub(crate) fn from_mailbox(_: MailboxError) -> Error {
+    /// Failures another attempt may cure: timeouts, unavailability, transport failures.
+    /// Never invalid, refused, limited, expired or overloaded messages.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Timeout { .. } | Error::Unavailable { .. } | Error::SystemActorDown(_) => true,
+            Error::Delivery { failure, .. } => failure.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// The registry error inside, if this is one.
+    pub fn as_registry_error(&self) -> Option<&aimbus_core::Error> {
+        match self {
+            Error::Registry(error) => Some(error),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn stopped(actor: &'static str) -> impl Fn(MailboxError) -> Error {
         // `send` without a timeout only fails when the receiving actor is gone.
-        Error::RegistryStopped
+        move |_| Error::ActorStopped(actor)
     }
 }

@@ -1,33 +1,43 @@
 use actix::prelude::*;
 use aimbus_core::{
-    HealthCheckResult, IntegrationStatus, Registration, Registry, RequestOutcome,
-    SupervisionConfig, SystemInfo,
+    HealthCheckResult, IntegrationStatus, Registration, Registry, SupervisionConfig, SystemInfo,
 };
 
 use crate::Error;
 use crate::registry_actor::{
-    ApplyHealthCheck, ChildState, GetChild, Query, RecordOutcome, Register, RegistryActor,
-    SetStatus, Subscribe, Subscription, Unregister,
+    ApplyHealthCheck, ChildState, GetChild, Query, Register, RegistryActor, SetStatus, Subscribe,
+    Subscription, Unregister,
 };
-use crate::system_actor::Fault;
+use crate::system_actor::{Fault, SystemDirectory};
+use crate::transport::TransportSet;
 
 /// A cheap, cloneable way to talk to the registry actor. Every call is one message; the
 /// actor's mailbox is bounded, so callers wait when it is full rather than piling up.
 #[derive(Clone)]
 pub struct RegistryHandle {
     addr: Addr<RegistryActor>,
+    directory: SystemDirectory,
 }
 
 impl RegistryHandle {
-    /// Starts the registry actor on the current actix arbiter.
-    pub fn start(config: &SupervisionConfig) -> RegistryHandle {
+    /// Starts the registry actor on the current actix arbiter; its system actors deliver
+    /// through `transports`.
+    pub fn start(config: &SupervisionConfig, transports: TransportSet) -> RegistryHandle {
+        let actor = RegistryActor::new(config, transports);
+        let directory = actor.directory();
         RegistryHandle {
-            addr: RegistryActor::new(config).start(),
+            addr: actor.start(),
+            directory,
         }
     }
 
     pub fn addr(&self) -> &Addr<RegistryActor> {
         &self.addr
+    }
+
+    /// The running actor of each system.
+    pub fn directory(&self) -> &SystemDirectory {
+        &self.directory
     }
 
     async fn call<M>(&self, message: M) -> Result<M::Result, Error>
@@ -36,7 +46,10 @@ impl RegistryHandle {
         M::Result: Send,
         RegistryActor: Handler<M>,
     {
-        self.addr.send(message).await.map_err(Error::from_mailbox)
+        self.addr
+            .send(message)
+            .await
+            .map_err(Error::stopped("registry"))
     }
 
     pub async fn register(&self, info: SystemInfo) -> Result<Registration, Error> {
@@ -75,18 +88,6 @@ impl RegistryHandle {
         result: HealthCheckResult,
     ) -> Result<IntegrationStatus, Error> {
         Ok(self.call(ApplyHealthCheck(result)).await??)
-    }
-
-    pub async fn record_outcome(
-        &self,
-        system_id: &str,
-        outcome: RequestOutcome,
-    ) -> Result<(), Error> {
-        let message = RecordOutcome {
-            system_id: system_id.to_owned(),
-            outcome,
-        };
-        Ok(self.call(message).await??)
     }
 
     pub async fn subscribe(&self) -> Result<Subscription, Error> {

@@ -7,18 +7,28 @@ mod error;
 mod handle;
 pub mod metrics;
 mod registry_actor;
+pub mod router;
+mod stats;
 mod supervision;
 mod system_actor;
+mod transport;
 
 pub use bootstrap::start_registry;
 pub use error::Error;
 pub use handle::RegistryHandle;
 pub use registry_actor::{
-    ApplyHealthCheck, ChildState, GetChild, Query, RecordOutcome, Register, RegistryActor,
+    ApplyHealthCheck, ChildState, GetChild, Query, Register, RegistryActor, SetPerformanceMetrics,
     SetStatus, Subscribe, Subscription, Unregister,
 };
+pub use router::{Route, Routed, RouterHandle};
+pub use stats::{LatencySummary, SystemMetrics};
 pub use supervision::{RestartPolicy, RestartTracker, Verdict};
-pub use system_actor::{ActorInfo, Describe, ExitReason, Fault, SystemActor};
+pub use system_actor::{
+    ActorInfo, Deliver, Describe, ExitReason, Fault, SystemActor, SystemDirectory,
+};
+pub use transport::{
+    DeliveryFailure, DeliveryFuture, InProcessTransport, Reply, Transport, TransportSet,
+};
 
 #[cfg(test)]
 mod tests;

@@ -3,18 +3,20 @@
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use actix::prelude::*;
 use aimbus_core::{
-    HealthCheckResult, IntegrationStatus, Registration, Registry, RegistryEvent, RequestOutcome,
-    SupervisionConfig, SystemInfo,
+    HealthCheckResult, IntegrationStatus, PerformanceMetrics, Registration, Registry,
+    RegistryEvent, SupervisionConfig, SystemInfo,
 };
 use chrono::Utc;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use crate::supervision::{RestartPolicy, RestartTracker, Verdict};
-use crate::system_actor::{ChildExited, ExitReason, Shutdown, SystemActor};
+use crate::system_actor::{ChildExited, ExitReason, Shutdown, SystemActor, SystemDirectory};
+use crate::transport::TransportSet;
 
 pub struct RegistryActor {
     registry: Registry,
@@ -22,6 +24,8 @@ pub struct RegistryActor {
     policy: RestartPolicy,
     mailbox_capacity: usize,
     events: broadcast::Sender<RegistryEvent>,
+    transports: TransportSet,
+    directory: SystemDirectory,
 }
 
 /// The supervisor's record of one system's actor.
@@ -42,14 +46,21 @@ pub struct ChildState {
 }
 
 impl RegistryActor {
-    pub fn new(config: &SupervisionConfig) -> RegistryActor {
+    pub fn new(config: &SupervisionConfig, transports: TransportSet) -> RegistryActor {
         RegistryActor {
             registry: Registry::new(),
             children: HashMap::new(),
             policy: RestartPolicy::from(config),
             mailbox_capacity: config.mailbox_capacity,
             events: broadcast::channel(config.event_buffer).0,
+            transports,
+            directory: SystemDirectory::default(),
         }
+    }
+
+    /// Where the running system actors are found.
+    pub fn directory(&self) -> SystemDirectory {
+        self.directory.clone()
     }
 
     fn publish(&self, event: RegistryEvent) {
@@ -63,13 +74,21 @@ impl RegistryActor {
         generation: u64,
         ctx: &Context<Self>,
     ) -> Addr<SystemActor> {
-        SystemActor::new(
-            system_id.to_owned(),
+        let system = self
+            .registry
+            .get(system_id)
+            .cloned()
+            .expect("children exist only for registered systems");
+        let addr = SystemActor::new(
+            Arc::new(system),
             generation,
+            self.transports.clone(),
             self.mailbox_capacity,
             ctx.address().recipient(),
         )
-        .start()
+        .start();
+        self.directory.set(system_id, addr.clone());
+        addr
     }
 
     fn change_status(&mut self, system_id: &str, status: IntegrationStatus, reason: String) {
@@ -185,6 +204,7 @@ impl Handler<Unregister> for RegistryActor {
         if let Some(addr) = self.children.remove(&system_id).and_then(|c| c.addr) {
             addr.do_send(Shutdown);
         }
+        self.directory.remove(&system_id);
         tracing::info!(%system_id, "system unregistered");
         self.publish(RegistryEvent::SystemUnregistered { system_id });
         Ok(info)
@@ -267,19 +287,19 @@ impl Handler<ApplyHealthCheck> for RegistryActor {
     }
 }
 
-/// Folds one request's outcome into a system's performance metrics.
+/// Replaces systems' performance metrics with what the router measured; systems that
+/// left the registry meanwhile are skipped.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<(), aimbus_core::Error>")]
-pub struct RecordOutcome {
-    pub system_id: String,
-    pub outcome: RequestOutcome,
-}
+#[rtype(result = "()")]
+pub struct SetPerformanceMetrics(pub Vec<(String, PerformanceMetrics)>);
 
-impl Handler<RecordOutcome> for RegistryActor {
-    type Result = Result<(), aimbus_core::Error>;
+impl Handler<SetPerformanceMetrics> for RegistryActor {
+    type Result = ();
 
-    fn handle(&mut self, msg: RecordOutcome, _: &mut Context<Self>) -> Self::Result {
-        self.registry.record_outcome(&msg.system_id, msg.outcome)
+    fn handle(&mut self, SetPerformanceMetrics(all): SetPerformanceMetrics, _: &mut Context<Self>) {
+        for (system_id, metrics) in all {
+            let _ = self.registry.set_performance_metrics(&system_id, metrics);
+        }
     }
 }
 
@@ -341,6 +361,7 @@ impl Handler<ChildExited> for RegistryActor {
             ExitReason::Panicked => "system actor panicked".to_owned(),
         };
         child.addr = None;
+        self.directory.remove(&exit.system_id);
         let verdict = child.tracker.on_failure(&self.policy, Instant::now());
         let restarts = child.tracker.restarts();
         let generation = child.generation;

@@ -2,8 +2,14 @@
 //! breaks a system's connection (a transport error, a panic while handling its traffic)
 //! ends this actor, and the registry starts a fresh one after a backoff.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
 use actix::prelude::*;
+use aimbus_core::{IntegrationMessage, SystemInfo};
 use chrono::{DateTime, Utc};
+
+use crate::transport::{DeliveryFailure, Reply, TransportSet};
 
 /// Why a system actor ended; sent to the registry as the actor is dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,23 +58,29 @@ pub struct ActorInfo {
 
 pub struct SystemActor {
     info: ActorInfo,
+    system: Arc<SystemInfo>,
+    transports: TransportSet,
     mailbox_capacity: usize,
     exit: ExitNotice,
 }
 
 impl SystemActor {
     pub(crate) fn new(
-        system_id: String,
+        system: Arc<SystemInfo>,
         generation: u64,
+        transports: TransportSet,
         mailbox_capacity: usize,
         supervisor: Recipient<ChildExited>,
     ) -> SystemActor {
+        let system_id = system.system_id.clone();
         SystemActor {
             info: ActorInfo {
                 system_id: system_id.clone(),
                 generation,
                 started_at: Utc::now(),
             },
+            system,
+            transports,
             mailbox_capacity,
             exit: ExitNotice {
                 supervisor,
@@ -77,6 +89,57 @@ impl SystemActor {
                 reason: None,
             },
         }
+    }
+}
+
+/// Carries one message to the system through its transport and answers with its reply.
+/// The transport call runs beside the actor, so a slow system does not hold its mailbox.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Reply, DeliveryFailure>")]
+pub struct Deliver(pub IntegrationMessage);
+
+impl Handler<Deliver> for SystemActor {
+    type Result = ResponseFuture<Result<Reply, DeliveryFailure>>;
+
+    fn handle(&mut self, Deliver(message): Deliver, _: &mut Context<Self>) -> Self::Result {
+        match self.transports.for_system(&self.system) {
+            Some(transport) => Box::pin(transport.deliver(&self.system, message)),
+            None => {
+                let kinds: Vec<&str> = self.system.interfaces.keys().map(String::as_str).collect();
+                let reason = format!(
+                    "no transport reaches `{}` (interfaces: {})",
+                    self.system.system_id,
+                    kinds.join(", ")
+                );
+                Box::pin(async move { Err(DeliveryFailure::Unreachable(reason)) })
+            }
+        }
+    }
+}
+
+/// The running actor of each system, for those who deliver: the registry actor keeps it
+/// current across restarts, and readers take a clone of an address under a read lock.
+#[derive(Clone, Default)]
+pub struct SystemDirectory(Arc<RwLock<HashMap<String, Addr<SystemActor>>>>);
+
+impl SystemDirectory {
+    pub fn get(&self, system_id: &str) -> Option<Addr<SystemActor>> {
+        self.0
+            .read()
+            .expect("directory lock")
+            .get(system_id)
+            .cloned()
+    }
+
+    pub(crate) fn set(&self, system_id: &str, addr: Addr<SystemActor>) {
+        self.0
+            .write()
+            .expect("directory lock")
+            .insert(system_id.to_owned(), addr);
+    }
+
+    pub(crate) fn remove(&self, system_id: &str) {
+        self.0.write().expect("directory lock").remove(system_id);
     }
 }
 

@@ -1,13 +1,20 @@
 //! `aimbus serve`: the actor system, until a shutdown signal.
 
-use aimbus_actors::start_registry;
+use std::sync::Arc;
+
+use aimbus_actors::{RouterHandle, TransportSet, start_registry};
 use aimbus_core::{Config, SystemsFile};
-use tokio::sync::broadcast::error::RecvError;
 
 pub fn run(config: &Config, systems: &SystemsFile) -> anyhow::Result<()> {
     actix::System::new().block_on(async move {
-        let registry = start_registry(config.supervision(), systems).await?;
-        let mut events = registry.subscribe().await?.events;
+        // Installed before the bus says it serves, so a signal sent from then on is
+        // always handled rather than killing the process.
+        let mut shutdown = ShutdownSignals::install()?;
+        let registry =
+            start_registry(config.supervision(), TransportSet::default(), systems).await?;
+        // Routing and health checks; the transports that reach real systems (AMQP, REST)
+        // join with the broker bridge and the gateway.
+        let _router = RouterHandle::start(Arc::new(config.clone()), registry.clone()).await?;
         let summary = registry.query(|r| r.summary()).await?;
         tracing::info!(
             systems = summary.total_systems,
@@ -15,40 +22,48 @@ pub fn run(config: &Config, systems: &SystemsFile) -> anyhow::Result<()> {
             systems_file = %config.systems_file().display(),
             "aimbus is serving"
         );
-        let shutdown = shutdown_signal();
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                signal = &mut shutdown => {
-                    tracing::info!(signal = signal?, "shutting down");
-                    break;
-                }
-                event = events.recv() => match event {
-                    Ok(event) => tracing::info!(kind = event.kind(), system_id = event.system_id(), "registry event"),
-                    Err(RecvError::Lagged(missed)) => tracing::warn!(missed, "registry event log fell behind"),
-                    Err(RecvError::Closed) => anyhow::bail!("the registry actor stopped"),
-                },
-            }
-        }
+        // The registry actor logs every registration and status change itself.
+        let signal = shutdown.recv().await;
+        tracing::info!(signal, "shutting down");
         actix::System::current().stop();
         Ok(())
     })
 }
 
-/// Resolves on Ctrl-C, or on SIGTERM (what `docker stop` sends).
-async fn shutdown_signal() -> anyhow::Result<&'static str> {
+/// SIGINT (Ctrl-C) and SIGTERM (what `docker stop` sends).
+struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        Ok(tokio::select! {
-            result = tokio::signal::ctrl_c() => result.map(|()| "SIGINT")?,
-            _ = terminate.recv() => "SIGTERM",
-        })
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> std::io::Result<ShutdownSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(ShutdownSignals {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(ShutdownSignals {})
     }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await?;
-        Ok("ctrl-c")
+
+    async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => "SIGINT",
+                _ = self.terminate.recv() => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "ctrl-c"
+        }
     }
 }

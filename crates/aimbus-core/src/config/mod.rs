@@ -189,6 +189,24 @@ impl Config {
             1.0,
             10.0,
         )?;
+        check.range(
+            "core.max_concurrent_requests_per_system",
+            s.core.max_concurrent_requests_per_system,
+            1,
+            s.core.max_concurrent_requests,
+        )?;
+        check.range(
+            "core.retry_budget_ratio",
+            s.core.retry_budget_ratio,
+            0.0,
+            10.0,
+        )?;
+        check.range(
+            "core.retry_budget_min_retries_per_second",
+            s.core.retry_budget_min_retries_per_second,
+            0,
+            100_000,
+        )?;
         let p = &s.performance;
         check.range(
             "performance.max_connections_per_host",
@@ -216,6 +234,10 @@ impl Config {
             1,
             1_048_576,
         )?;
+        for (i, message_type) in c.cacheable_message_types.iter().enumerate() {
+            let key = format!("caching.cacheable_message_types[{i}]");
+            crate::validate::identifier(&key, message_type).map_err(|e| check.error(&key, e))?;
+        }
         if c.distributed_cache_enabled {
             return Err(check.error(
                 "caching.distributed_cache_enabled",
@@ -241,6 +263,18 @@ impl Config {
             m.health_check_interval_seconds,
             1,
             86_400,
+        )?;
+        check.range(
+            "monitoring.health_check_degraded_threshold_ms",
+            m.health_check_degraded_threshold_ms,
+            1,
+            3_600_000,
+        )?;
+        check.range(
+            "monitoring.health_check_failures_before_unhealthy",
+            m.health_check_failures_before_unhealthy,
+            1,
+            1_000,
         )?;
         let r = &s.rate_limiting;
         check.range(

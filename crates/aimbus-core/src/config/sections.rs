@@ -21,6 +21,12 @@ pub struct CoreConfig {
     pub retry_delay_seconds: f64,
     /// Each later wait is the previous one times this.
     pub retry_backoff_multiplier: f64,
+    /// Requests in flight at once to one system; more are refused at once.
+    pub max_concurrent_requests_per_system: u32,
+    /// Retries allowed as a share of recent requests (10 s window).
+    pub retry_budget_ratio: f64,
+    /// Retries allowed every second on top of the ratio.
+    pub retry_budget_min_retries_per_second: u32,
 }
 
 impl Default for CoreConfig {
@@ -31,6 +37,9 @@ impl Default for CoreConfig {
             retry_attempts: 3,
             retry_delay_seconds: 1.0,
             retry_backoff_multiplier: 2.0,
+            max_concurrent_requests_per_system: 100,
+            retry_budget_ratio: 0.2,
+            retry_budget_min_retries_per_second: 10,
         }
     }
 }
@@ -81,6 +90,8 @@ pub struct CachingConfig {
     pub cache_eviction_policy: EvictionPolicy,
     /// A cache shared between bus instances; not available yet, so it must stay false.
     pub distributed_cache_enabled: bool,
+    /// Message types whose replies are cached.
+    pub cacheable_message_types: Vec<String>,
 }
 
 impl Default for CachingConfig {
@@ -91,6 +102,7 @@ impl Default for CachingConfig {
             cache_max_size_mb: 1024,
             cache_eviction_policy: EvictionPolicy::Lru,
             distributed_cache_enabled: false,
+            cacheable_message_types: vec!["data_request".to_owned()],
         }
     }
 }
@@ -203,6 +215,11 @@ pub struct MonitoringConfig {
     pub health_check_interval_seconds: u64,
     pub log_level: LogLevel,
     pub enable_tracing: bool,
+    /// Health checks answered slower than this mark a system degraded.
+    pub health_check_degraded_threshold_ms: u64,
+    /// Consecutive failed health checks that mark a system unhealthy; fewer mark it
+    /// degraded.
+    pub health_check_failures_before_unhealthy: u32,
 }
 
 impl Default for MonitoringConfig {
@@ -213,6 +230,8 @@ impl Default for MonitoringConfig {
             health_check_interval_seconds: 30,
             log_level: LogLevel::Info,
             enable_tracing: true,
+            health_check_degraded_threshold_ms: 1000,
+            health_check_failures_before_unhealthy: 3,
         }
     }
 }

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 
 pub use summary::{Compatibility, IntegrationSummary, RegistrySummary, RequestTotals};
 
-use crate::{Error, HealthCheckResult, IntegrationStatus, RequestOutcome, SystemInfo, SystemType};
+use crate::{
+    Error, HealthCheckResult, IntegrationStatus, PerformanceMetrics, SystemInfo, SystemType,
+};
 
 /// When a system entered the registry and when its entry last changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -383,16 +385,13 @@ impl Registry {
         Ok(std::mem::replace(&mut entry.info.status, status))
     }
 
-    /// Folds one request's outcome into the system's performance metrics.
-    pub fn record_outcome(
+    /// Replaces a system's performance metrics with those its router measured.
+    pub fn set_performance_metrics(
         &mut self,
         system_id: &str,
-        outcome: RequestOutcome,
+        metrics: PerformanceMetrics,
     ) -> Result<(), Error> {
-        self.entry_mut(system_id)?
-            .info
-            .performance_metrics
-            .record(outcome);
+        self.entry_mut(system_id)?.info.performance_metrics = metrics;
         Ok(())
     }
 

@@ -1,0 +1,137 @@
+//! One delivery attempt at one system and its bookkeeping, shared by the router and the
+//! fallback actor: a bulkhead slot, a breaker permit, the per-attempt timeout, and the
+//! outcome recorded in the breaker and the system's statistics.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use aimbus_core::IntegrationMessage;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use crate::Error;
+use crate::breaker::{BreakerHandle, BreakerPermit};
+use crate::stats::SystemStats;
+use crate::system_actor::{Deliver, SystemDirectory};
+use crate::transport::{DeliveryFailure, Reply};
+
+/// What routing keeps per system instance.
+pub struct Instance {
+    pub breaker: BreakerHandle,
+    pub stats: Arc<SystemStats>,
+    bulkhead: Arc<Semaphore>,
+    bulkhead_size: usize,
+}
+
+impl Instance {
+    pub fn new(breaker: BreakerHandle, bulkhead_size: usize) -> Instance {
+        Instance {
+            breaker,
+            stats: Arc::default(),
+            bulkhead: Arc::new(Semaphore::new(bulkhead_size)),
+            bulkhead_size,
+        }
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.bulkhead_size - self.bulkhead.available_permits()
+    }
+
+    pub fn breaker_open(&self) -> bool {
+        !matches!(
+            self.breaker.state(),
+            crate::breaker::BreakerState::Closed | crate::breaker::BreakerState::HalfOpen
+        )
+    }
+}
+
+/// Every instance the router knows, by system id; written by the router only.
+pub type Instances = Arc<RwLock<HashMap<String, Arc<Instance>>>>;
+
+/// Why an instance cannot take an attempt now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Its bulkhead is full.
+    Busy,
+    /// Its breaker is open; it half-opens after this long (never, if forced open).
+    Open(Option<Duration>),
+}
+
+/// Leave to deliver one message to one system.
+pub struct Attempt {
+    system_id: String,
+    instance: Arc<Instance>,
+    breaker: Option<BreakerPermit>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Attempt {
+    /// Takes a bulkhead slot, then a breaker permit (unless breakers are off).
+    pub fn acquire(
+        system_id: &str,
+        instance: &Arc<Instance>,
+        breakers: bool,
+    ) -> Result<Attempt, Refusal> {
+        let slot = Arc::clone(&instance.bulkhead)
+            .try_acquire_owned()
+            .map_err(|_| Refusal::Busy)?;
+        let breaker = if breakers {
+            Some(instance.breaker.admit().map_err(Refusal::Open)?)
+        } else {
+            None
+        };
+        Ok(Attempt {
+            system_id: system_id.to_owned(),
+            instance: Arc::clone(instance),
+            breaker,
+            _slot: slot,
+        })
+    }
+
+    pub fn system_id(&self) -> &str {
+        &self.system_id
+    }
+
+    /// Delivers through the system's actor within `timeout`, then records the outcome.
+    pub async fn run(
+        mut self,
+        directory: &SystemDirectory,
+        message: IntegrationMessage,
+        timeout: Duration,
+    ) -> Result<Reply, Error> {
+        let started = Instant::now();
+        let result = match directory.get(&self.system_id) {
+            None => Err(Error::SystemActorDown(self.system_id.clone())),
+            Some(addr) => match tokio::time::timeout(timeout, addr.send(Deliver(message))).await {
+                Err(_) => Err(Error::Timeout {
+                    system_id: self.system_id.clone(),
+                    after: timeout,
+                }),
+                // The actor ended mid-delivery (a fault or a panic): it is restarting.
+                Ok(Err(_)) => Err(Error::SystemActorDown(self.system_id.clone())),
+                Ok(Ok(Err(failure))) => Err(Error::Delivery {
+                    system_id: self.system_id.clone(),
+                    failure,
+                }),
+                Ok(Ok(Ok(reply))) => Ok(reply),
+            },
+        };
+        self.instance
+            .stats
+            .record(result.is_ok(), started.elapsed());
+        // A system that refuses a bad message is working: that is no mark against it.
+        let healthy = matches!(
+            &result,
+            Ok(_)
+                | Err(Error::Delivery {
+                    failure: DeliveryFailure::Rejected(_),
+                    ..
+                })
+        );
+        if let Some(permit) = self.breaker.take() {
+            permit.finish(healthy);
+        }
+        result
+    }
+}

@@ -1,0 +1,665 @@
+//! The router actor: the seed's `send_message` as a pipeline of cheap checks in the
+//! actor (validate, rate limit, cache, bulkhead, resolve, availability, balance, breaker)
+//! and a future beside it that delivers, times out, retries and records.
+
+mod attempt;
+mod balance;
+mod cache;
+mod fallback;
+mod health;
+mod rate_limit;
+mod retry;
+mod view;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use actix::prelude::*;
+use aimbus_core::{Config, IntegrationMessage, PerformanceMetrics, RegistryEvent};
+use chrono::Utc;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::sync::{Semaphore, broadcast};
+use tokio::time::Instant;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+pub use attempt::{Instance, Refusal};
+pub use balance::{Balancer, Choice, weight_of};
+pub use cache::{CachedReply, ResponseCache};
+pub use fallback::{Fallback, FallbackActor, fallback_candidates};
+pub use health::{CheckNow, HealthMonitor, HealthThresholds, SystemError, classify};
+pub use rate_limit::RateLimiter;
+pub use retry::{JITTER, RetryBudget, RetryPolicy};
+pub use view::RoutingView;
+
+#[cfg(test)]
+mod tests;
+
+use crate::breaker::{BreakerEvent, BreakerHandle, BreakerPolicy, BreakerState, Override};
+use crate::registry_actor::{SetPerformanceMetrics, Subscription};
+use crate::stats::SystemMetrics;
+use crate::system_actor::SystemDirectory;
+use crate::transport::Reply;
+use crate::{Error, RegistryHandle, metrics};
+use attempt::{Attempt, Instances};
+
+/// A routed message's answer and how it was obtained.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routed {
+    pub reply: Reply,
+    /// The system that answered.
+    pub served_by: String,
+    /// Attempts made, the first included.
+    pub attempts: u32,
+    /// Whether a stand-in answered because the chosen system's breaker was open.
+    pub fallback: bool,
+    /// Whether the answer came from the response cache.
+    pub cached: bool,
+}
+
+/// How often per-system metrics are copied into the registry, where summaries read them.
+const METRICS_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// How long the retry budget remembers requests and retries.
+const RETRY_BUDGET_WINDOW: Duration = Duration::from_secs(10);
+
+pub struct Router {
+    config: Arc<Config>,
+    view: Arc<RwLock<RoutingView>>,
+    instances: Instances,
+    directory: SystemDirectory,
+    registry: RegistryHandle,
+    fallback: Addr<FallbackActor>,
+    balancer: Balancer,
+    limiter: RateLimiter,
+    budget: RetryBudget,
+    cache: Option<ResponseCache>,
+    bulkhead: Arc<Semaphore>,
+    breaker_policy: BreakerPolicy,
+    breaker_events: broadcast::Sender<BreakerEvent>,
+    rng: StdRng,
+    pending: Option<broadcast::Receiver<RegistryEvent>>,
+}
+
+/// What the next attempt will do.
+enum Step {
+    Deliver(Attempt),
+    Fallback {
+        failed: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl Router {
+    fn new_instance(&self, system_id: &str) -> Arc<Instance> {
+        let breaker = BreakerHandle::start(
+            system_id,
+            self.breaker_policy,
+            self.breaker_events.clone(),
+            self.config.supervision().mailbox_capacity,
+        );
+        Arc::new(Instance::new(
+            breaker,
+            self.config.core().max_concurrent_requests_per_system as usize,
+        ))
+    }
+
+    fn rebuild(&mut self, subscription: Subscription, ctx: &mut Context<Self>) {
+        let view = RoutingView::from_snapshot(subscription.snapshot);
+        let instances: HashMap<String, Arc<Instance>> = view
+            .systems()
+            .map(|s| (s.system_id.clone(), self.new_instance(&s.system_id)))
+            .collect();
+        *self.view.write().expect("view lock") = view;
+        *self.instances.write().expect("instances lock") = instances;
+        ctx.add_stream(BroadcastStream::new(subscription.events));
+    }
+
+    fn apply(&mut self, event: RegistryEvent) {
+        self.view.write().expect("view lock").apply(&event);
+        match &event {
+            RegistryEvent::SystemRegistered { system }
+            | RegistryEvent::SystemUpdated { system, .. } => {
+                let instance = self.new_instance(&system.system_id);
+                self.instances
+                    .write()
+                    .expect("instances lock")
+                    .insert(system.system_id.clone(), instance);
+            }
+            RegistryEvent::SystemUnregistered { system_id } => {
+                self.instances
+                    .write()
+                    .expect("instances lock")
+                    .remove(system_id);
+                self.balancer.forget(system_id);
+            }
+            RegistryEvent::StatusUpdate { .. } => {}
+        }
+    }
+
+    /// Chooses where the next attempt goes: resolve, keep those that take traffic,
+    /// balance, then the first with bulkhead room; an open breaker there means fallback.
+    fn plan(&mut self, message: &IntegrationMessage) -> Result<Step, Error> {
+        let target = &message.target_system;
+        let view = self.view.read().expect("view lock");
+        let candidates = view.resolve(target);
+        if candidates.is_empty() {
+            return Err(Error::UnknownTarget(target.clone()));
+        }
+        let instances = self.instances.read().expect("instances lock");
+        let available: Vec<Choice> = candidates
+            .iter()
+            .filter(|s| s.status.takes_traffic())
+            .filter_map(|s| {
+                let instance = instances.get(&s.system_id)?;
+                Some(Choice {
+                    system: s,
+                    in_flight: instance.in_flight(),
+                })
+            })
+            .collect();
+        if available.is_empty() {
+            let statuses: Vec<String> = candidates
+                .iter()
+                .map(|s| format!("{} is {}", s.system_id, s.status))
+                .collect();
+            return Err(Error::Unavailable {
+                target: target.clone(),
+                reason: format!("no instance takes traffic ({})", statuses.join(", ")),
+                retry_after: None,
+            });
+        }
+        let ranked = if self.config.load_balancing().enable_load_balancing {
+            self.balancer.rank(target, available, &mut self.rng)
+        } else {
+            available
+        };
+        let breakers = self.config.circuit_breaker().enable_circuit_breaker;
+        for choice in ranked {
+            let id = &choice.system.system_id;
+            match Attempt::acquire(id, &instances[id], breakers) {
+                Ok(attempt) => return Ok(Step::Deliver(attempt)),
+                Err(Refusal::Busy) => continue,
+                Err(Refusal::Open(retry_after)) if self.config.fallback().enable_fallback => {
+                    return Ok(Step::Fallback {
+                        failed: id.clone(),
+                        retry_after,
+                    });
+                }
+                Err(Refusal::Open(retry_after)) => {
+                    return Err(Error::Unavailable {
+                        target: target.clone(),
+                        reason: format!("circuit breaker of `{id}` is open"),
+                        retry_after,
+                    });
+                }
+            }
+        }
+        Err(Error::Overloaded {
+            scope: target.clone(),
+        })
+    }
+
+    fn flush_metrics(&self) {
+        let metrics: Vec<(String, PerformanceMetrics)> = self
+            .instances
+            .read()
+            .expect("instances lock")
+            .iter()
+            .map(|(id, instance)| (id.clone(), instance.stats.performance()))
+            .collect();
+        // A full registry mailbox skips one flush; the next carries the same totals.
+        let _ = self
+            .registry
+            .addr()
+            .try_send(SetPerformanceMetrics(metrics));
+    }
+}
+
+impl Actor for Router {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(self.config.supervision().mailbox_capacity);
+        if let Some(events) = self.pending.take() {
+            ctx.add_stream(BroadcastStream::new(events));
+        }
+        ctx.run_interval(METRICS_FLUSH_INTERVAL, |router, _| router.flush_metrics());
+    }
+}
+
+impl StreamHandler<Result<RegistryEvent, BroadcastStreamRecvError>> for Router {
+    fn handle(
+        &mut self,
+        item: Result<RegistryEvent, BroadcastStreamRecvError>,
+        ctx: &mut Context<Self>,
+    ) {
+        match item {
+            Ok(event) => self.apply(event),
+            Err(BroadcastStreamRecvError::Lagged(missed)) => {
+                tracing::warn!(
+                    missed,
+                    "router fell behind registry events; re-reading the registry"
+                );
+                let registry = self.registry.clone();
+                ctx.wait(
+                    async move { registry.subscribe().await }
+                        .into_actor(self)
+                        .map(|subscription, router, ctx| match subscription {
+                            Ok(subscription) => router.rebuild(subscription, ctx),
+                            Err(error) => tracing::error!(%error, "cannot re-read the registry"),
+                        }),
+                );
+            }
+        }
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {
+        // Each re-subscription adds a fresh stream; the lagged one just ends.
+    }
+}
+
+/// Route one message to a system and bring back its reply.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Routed, Error>")]
+pub struct Route(pub IntegrationMessage);
+
+#[derive(Message)]
+#[rtype(result = "Result<Step, Error>")]
+struct Replan(IntegrationMessage);
+
+#[derive(Message)]
+#[rtype(result = "bool")]
+struct GrantRetry;
+
+fn outcome_label(result: &Result<Routed, Error>) -> &'static str {
+    match result {
+        Ok(r) if r.cached => "cached",
+        Ok(r) if r.fallback => "fallback",
+        Ok(_) => "delivered",
+        Err(Error::RateLimited { .. }) => "rate_limited",
+        Err(Error::UnknownTarget(_)) => "unknown_target",
+        Err(Error::Unavailable { .. }) => "unavailable",
+        Err(Error::Overloaded { .. }) => "overloaded",
+        Err(Error::Timeout { .. }) => "timeout",
+        Err(Error::Expired { .. }) => "expired",
+        Err(Error::Registry(_)) => "invalid",
+        Err(_) => "failed",
+    }
+}
+
+impl Handler<Route> for Router {
+    type Result = ResponseFuture<Result<Routed, Error>>;
+
+    fn handle(&mut self, Route(message): Route, ctx: &mut Context<Self>) -> Self::Result {
+        let admitted = self.admit(&message);
+        let (slot, cache_key) = match admitted {
+            Ok(Admitted::Cached(routed)) => return Box::pin(std::future::ready(Ok(routed))),
+            Ok(Admitted::Go { slot, cache_key }) => (slot, cache_key),
+            Err(error) => {
+                let result = Err(error);
+                ::metrics::counter!(metrics::MESSAGES_ROUTED, "outcome" => outcome_label(&result))
+                    .increment(1);
+                return Box::pin(std::future::ready(result));
+            }
+        };
+        let policy = RetryPolicy::for_message_type(&message.message_type, self.config.core());
+        let attempts = policy.attempts_for(message.max_retries, message.retry_count);
+        let first = self.plan(&message);
+        let router = ctx.address();
+        let fallback = self.fallback.clone();
+        let directory = self.directory.clone();
+        let cache = self.cache.clone();
+        let request_timeout = Duration::from_secs(self.config.core().request_timeout_seconds);
+        let fallback_timeout = Duration::from_secs(self.config.fallback().fallback_timeout_seconds);
+        Box::pin(async move {
+            let _slot = slot;
+            let result = deliver_with_retries(
+                message,
+                first,
+                Plan {
+                    router,
+                    fallback,
+                    directory,
+                    policy,
+                    attempts,
+                    request_timeout,
+                    fallback_timeout,
+                },
+            )
+            .await;
+            if let (Ok(routed), Some(cache), Some(key)) = (&result, cache, cache_key) {
+                cache.insert(
+                    key,
+                    CachedReply {
+                        reply: routed.reply.clone(),
+                        served_by: routed.served_by.clone(),
+                    },
+                );
+            }
+            ::metrics::counter!(metrics::MESSAGES_ROUTED, "outcome" => outcome_label(&result))
+                .increment(1);
+            result
+        })
+    }
+}
+
+enum Admitted {
+    Cached(Routed),
+    Go {
+        slot: tokio::sync::OwnedSemaphorePermit,
+        cache_key: Option<cache::CacheKey>,
+    },
+}
+
+impl Router {
+    /// The checks before any delivery: valid, not expired, within its source's rate,
+    /// not already answered by the cache, and room on the bus.
+    fn admit(&mut self, message: &IntegrationMessage) -> Result<Admitted, Error> {
+        message.validate()?;
+        if message.is_expired_at(Utc::now()) {
+            return Err(Error::Expired {
+                message_id: message.message_id.clone(),
+            });
+        }
+        let now = Instant::now();
+        if self.config.rate_limiting().enable_rate_limiting {
+            self.limiter
+                .acquire(&message.source_system, now)
+                .map_err(|retry_after| Error::RateLimited {
+                    source_system: message.source_system.clone(),
+                    retry_after,
+                })?;
+        }
+        let cache_key = self.cache.as_ref().and_then(|c| c.key(message));
+        if let (Some(cache), Some(key)) = (&self.cache, &cache_key) {
+            if let Some(hit) = cache.get(key) {
+                return Ok(Admitted::Cached(Routed {
+                    reply: hit.reply.clone(),
+                    served_by: hit.served_by.clone(),
+                    attempts: 0,
+                    fallback: false,
+                    cached: true,
+                }));
+            }
+        }
+        let slot = Arc::clone(&self.bulkhead)
+            .try_acquire_owned()
+            .map_err(|_| Error::Overloaded {
+                scope: "bus".into(),
+            })?;
+        self.budget.record_request(now);
+        Ok(Admitted::Go { slot, cache_key })
+    }
+}
+
+/// What the delivery future needs from the router.
+struct Plan {
+    router: Addr<Router>,
+    fallback: Addr<FallbackActor>,
+    directory: SystemDirectory,
+    policy: RetryPolicy,
+    attempts: u32,
+    request_timeout: Duration,
+    fallback_timeout: Duration,
+}
+
+/// Runs attempts until one succeeds, the error is not worth retrying, the attempts or
+/// the retry budget run out, or the message's deadline would pass during the wait.
+async fn deliver_with_retries(
+    mut message: IntegrationMessage,
+    first: Result<Step, Error>,
+    plan: Plan,
+) -> Result<Routed, Error> {
+    let deadline = message.deadline();
+    let mut step = first;
+    let mut attempt = 0u32;
+    loop {
+        let remaining = deadline.map(|d| (d - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+        if remaining == Some(Duration::ZERO) {
+            return Err(Error::Expired {
+                message_id: message.message_id,
+            });
+        }
+        let within = |timeout: Duration| remaining.map_or(timeout, |r| r.min(timeout));
+        let result = match step {
+            Ok(Step::Deliver(next)) => {
+                let served_by = next.system_id().to_owned();
+                next.run(
+                    &plan.directory,
+                    message.clone(),
+                    within(plan.request_timeout),
+                )
+                .await
+                .map(|reply| Routed {
+                    reply,
+                    served_by,
+                    attempts: 0,
+                    fallback: false,
+                    cached: false,
+                })
+            }
+            Ok(Step::Fallback {
+                failed,
+                retry_after,
+            }) => {
+                let request = Fallback {
+                    message: message.clone(),
+                    failed,
+                    retry_after,
+                    timeout: within(plan.fallback_timeout),
+                };
+                plan.fallback
+                    .send(request)
+                    .await
+                    .map_err(Error::stopped("fallback"))
+                    .and_then(|r| r)
+            }
+            Err(error) => Err(error),
+        };
+        let error = match result {
+            Ok(routed) => {
+                return Ok(Routed {
+                    attempts: attempt + 1,
+                    ..routed
+                });
+            }
+            Err(error) if error.is_retryable() && attempt + 1 < plan.attempts => error,
+            Err(error) => return Err(error),
+        };
+        let wait = plan.policy.jittered_delay(attempt, &mut rand::rng());
+        if remaining.is_some_and(|r| wait >= r) {
+            return Err(error);
+        }
+        if !plan.router.send(GrantRetry).await.unwrap_or(false) {
+            ::metrics::counter!(metrics::RETRIES_REFUSED).increment(1);
+            return Err(error);
+        }
+        ::metrics::counter!(metrics::RETRIES).increment(1);
+        tracing::debug!(message_id = %message.message_id, attempt, %error, wait_ms = wait.as_millis() as u64, "retrying");
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+        message.retry_count += 1;
+        step = plan
+            .router
+            .send(Replan(message.clone()))
+            .await
+            .map_err(Error::stopped("router"))
+            .and_then(|s| s);
+    }
+}
+
+impl Handler<Replan> for Router {
+    type Result = MessageResult<Replan>;
+
+    fn handle(&mut self, Replan(message): Replan, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.plan(&message))
+    }
+}
+
+impl Handler<GrantRetry> for Router {
+    type Result = bool;
+
+    fn handle(&mut self, _: GrantRetry, _: &mut Context<Self>) -> bool {
+        self.budget.try_retry(Instant::now())
+    }
+}
+
+/// Copies every system's metrics into the registry now.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct FlushMetrics;
+
+impl Handler<FlushMetrics> for Router {
+    type Result = ();
+
+    fn handle(&mut self, _: FlushMetrics, _: &mut Context<Self>) {
+        self.flush_metrics();
+    }
+}
+
+/// One system's metrics with latency percentiles.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<SystemMetrics>")]
+pub struct GetSystemMetrics(pub String);
+
+impl Handler<GetSystemMetrics> for Router {
+    type Result = Option<SystemMetrics>;
+
+    fn handle(
+        &mut self,
+        GetSystemMetrics(id): GetSystemMetrics,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        let instances = self.instances.read().expect("instances lock");
+        instances.get(&id).map(|i| i.stats.snapshot())
+    }
+}
+
+/// Forces a system's breaker open, or resets it.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<BreakerState, Error>")]
+pub struct OverrideBreaker {
+    pub system_id: String,
+    pub order: Override,
+}
+
+impl Handler<OverrideBreaker> for Router {
+    type Result = ResponseFuture<Result<BreakerState, Error>>;
+
+    fn handle(&mut self, request: OverrideBreaker, _: &mut Context<Self>) -> Self::Result {
+        let instance = self
+            .instances
+            .read()
+            .expect("instances lock")
+            .get(&request.system_id)
+            .cloned();
+        Box::pin(async move {
+            let instance = instance.ok_or(aimbus_core::Error::UnknownSystem(request.system_id))?;
+            instance
+                .breaker
+                .override_state(request.order)
+                .await
+                .map_err(Error::stopped("breaker"))
+        })
+    }
+}
+
+/// Breaker transitions from now on.
+#[derive(Debug, Message)]
+#[rtype(result = "broadcast::Receiver<BreakerEvent>")]
+pub struct SubscribeBreakers;
+
+impl Handler<SubscribeBreakers> for Router {
+    type Result = MessageResult<SubscribeBreakers>;
+
+    fn handle(&mut self, _: SubscribeBreakers, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.breaker_events.subscribe())
+    }
+}
+
+/// The routing side of a bus: the router, its fallback actor and the health monitor,
+/// all fed by one registry.
+#[derive(Clone)]
+pub struct RouterHandle {
+    router: Addr<Router>,
+    health: Addr<HealthMonitor>,
+}
+
+impl RouterHandle {
+    /// Starts the router, fallback and health monitor actors on the current arbiter.
+    pub async fn start(
+        config: Arc<Config>,
+        registry: RegistryHandle,
+    ) -> Result<RouterHandle, Error> {
+        let subscription = registry.subscribe().await?;
+        let view = Arc::new(RwLock::new(RoutingView::default()));
+        let instances: Instances = Arc::default();
+        let directory = registry.directory().clone();
+        let fallback = FallbackActor {
+            view: Arc::clone(&view),
+            instances: Arc::clone(&instances),
+            directory: directory.clone(),
+            attempts: config.fallback().fallback_retry_attempts,
+            breakers: config.circuit_breaker().enable_circuit_breaker,
+            mailbox_capacity: config.supervision().mailbox_capacity,
+        }
+        .start();
+        let caching = config.caching();
+        let limits = config.rate_limiting();
+        let core = config.core();
+        let mut router = Router {
+            view: Arc::clone(&view),
+            instances: Arc::clone(&instances),
+            directory: directory.clone(),
+            registry: registry.clone(),
+            fallback,
+            balancer: Balancer::new(config.load_balancing().load_balancing_algorithm),
+            limiter: RateLimiter::new(
+                limits.rate_limit_requests_per_minute,
+                limits.rate_limit_burst_size,
+            ),
+            budget: RetryBudget::new(
+                core.retry_budget_ratio,
+                core.retry_budget_min_retries_per_second,
+                RETRY_BUDGET_WINDOW,
+            ),
+            cache: caching
+                .enable_response_caching
+                .then(|| ResponseCache::new(caching)),
+            bulkhead: Arc::new(Semaphore::new(core.max_concurrent_requests as usize)),
+            breaker_policy: BreakerPolicy::from(config.circuit_breaker()),
+            breaker_events: broadcast::channel(config.supervision().event_buffer).0,
+            rng: StdRng::from_os_rng(),
+            pending: None,
+            config: Arc::clone(&config),
+        };
+        let snapshot = RoutingView::from_snapshot(subscription.snapshot);
+        let seeded: HashMap<String, Arc<Instance>> = snapshot
+            .systems()
+            .map(|s| (s.system_id.clone(), router.new_instance(&s.system_id)))
+            .collect();
+        *view.write().expect("view lock") = snapshot;
+        *instances.write().expect("instances lock") = seeded;
+        router.pending = Some(subscription.events);
+        let router = router.start();
+        let health = HealthMonitor::new(&config, view, directory, registry).start();
+        Ok(RouterHandle { router, health })
+    }
+
+    pub async fn route(&self, message: IntegrationMessage) -> Result<Routed, Error> {
+        self.router
+            .send(Route(message))
+            .await
+            .map_err(Error::stopped("router"))?
+    }
+
+    pub fn router(&self) -> &Addr<Router> {
+        &self.router
+    }
+
+    pub fn health(&self) -> &Addr<HealthMonitor> {
+        &self.health
+    }
+}

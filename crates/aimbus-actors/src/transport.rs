@@ -1,0 +1,164 @@
+//! How a message reaches a system. The router never knows which transport carries it:
+//! the system's actor asks the [`TransportSet`] for one by the system's interfaces, so the
+//! AMQP and REST transports slot in beside the in-process one without touching routing.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+
+use aimbus_core::{IntegrationMessage, SystemInfo};
+
+/// What a system answered: the reply's payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub payload: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Reply {
+    pub fn new(payload: serde_json::Map<String, serde_json::Value>) -> Reply {
+        Reply { payload }
+    }
+
+    /// The encoded size, which the response cache counts against its byte budget.
+    pub fn weight(&self) -> usize {
+        serde_json::to_vec(&self.payload).map_or(0, |bytes| bytes.len())
+    }
+}
+
+/// Why a delivery failed, which decides whether it is worth another attempt.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeliveryFailure {
+    /// The system could not be reached at all (no connection, no handler).
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// The system took the message and failed on it; another attempt may succeed.
+    #[error("failed: {0}")]
+    Failed(String),
+    /// The system refused the message as invalid; another attempt would be refused too.
+    #[error("rejected: {0}")]
+    Rejected(String),
+}
+
+impl DeliveryFailure {
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, DeliveryFailure::Rejected(_))
+    }
+}
+
+pub type DeliveryFuture = Pin<Box<dyn Future<Output = Result<Reply, DeliveryFailure>> + Send>>;
+
+/// Carries one message to one system and brings back its reply.
+pub trait Transport: Send + Sync + 'static {
+    /// For logs and metrics: `in_process`, `amqp`, `rest_api`.
+    fn name(&self) -> &'static str;
+
+    /// Whether this transport can reach `system` at all.
+    fn reaches(&self, system: &SystemInfo) -> bool;
+
+    fn deliver(&self, system: &SystemInfo, message: IntegrationMessage) -> DeliveryFuture;
+}
+
+type Handler = Arc<dyn Fn(IntegrationMessage) -> DeliveryFuture + Send + Sync>;
+
+/// Systems that run inside this process: a handler function per system id.
+#[derive(Default)]
+pub struct InProcessTransport {
+    handlers: RwLock<HashMap<String, Handler>>,
+}
+
+impl InProcessTransport {
+    pub fn new() -> InProcessTransport {
+        InProcessTransport::default()
+    }
+
+    /// Serves `system_id` with `handler` from now on, replacing any earlier one.
+    pub fn register<F, Fut>(&self, system_id: &str, handler: F)
+    where
+        F: Fn(IntegrationMessage) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Reply, DeliveryFailure>> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |message| Box::pin(handler(message)));
+        self.handlers
+            .write()
+            .expect("handler table lock")
+            .insert(system_id.to_owned(), handler);
+    }
+
+    pub fn unregister(&self, system_id: &str) {
+        self.handlers
+            .write()
+            .expect("handler table lock")
+            .remove(system_id);
+    }
+
+    fn handler(&self, system_id: &str) -> Option<Handler> {
+        self.handlers
+            .read()
+            .expect("handler table lock")
+            .get(system_id)
+            .cloned()
+    }
+}
+
+impl Transport for InProcessTransport {
+    fn name(&self) -> &'static str {
+        "in_process"
+    }
+
+    fn reaches(&self, system: &SystemInfo) -> bool {
+        self.handler(&system.system_id).is_some()
+    }
+
+    fn deliver(&self, system: &SystemInfo, message: IntegrationMessage) -> DeliveryFuture {
+        match self.handler(&system.system_id) {
+            Some(handler) => handler(message),
+            None => {
+                let reason = format!("no in-process handler for `{}`", system.system_id);
+                Box::pin(async move { Err(DeliveryFailure::Unreachable(reason)) })
+            }
+        }
+    }
+}
+
+/// The transports a bus instance has, and the order in which a system's interfaces are
+/// preferred. An in-process handler, where one is registered, wins over any interface.
+#[derive(Clone, Default)]
+pub struct TransportSet {
+    in_process: Arc<InProcessTransport>,
+    /// Interface kind → transport, tried in this order.
+    by_interface: Vec<(String, Arc<dyn Transport>)>,
+}
+
+impl TransportSet {
+    pub fn new(in_process: Arc<InProcessTransport>) -> TransportSet {
+        TransportSet {
+            in_process,
+            by_interface: Vec::new(),
+        }
+    }
+
+    /// Adds a transport for an interface kind, after those added before it.
+    pub fn with_interface(mut self, kind: &str, transport: Arc<dyn Transport>) -> TransportSet {
+        self.by_interface.push((kind.to_owned(), transport));
+        self
+    }
+
+    pub fn in_process(&self) -> &Arc<InProcessTransport> {
+        &self.in_process
+    }
+
+    /// The transport that carries `system`'s traffic, if any can.
+    pub fn for_system(&self, system: &SystemInfo) -> Option<Arc<dyn Transport>> {
+        if self.in_process.reaches(system) {
+            return Some(self.in_process.clone() as Arc<dyn Transport>);
+        }
+        self.by_interface
+            .iter()
+            .find(|(kind, transport)| {
+                system.interfaces.contains_key(kind) && transport.reaches(system)
+            })
+            .map(|(_, transport)| Arc::clone(transport))
+    }
+}
