@@ -30,5 +30,10 @@ pub use transport::{
     DeliveryFailure, DeliveryFuture, InProcessTransport, Reply, Transport, TransportSet,
 };
 
+/// Maps keyed by system id on the routing path. Ids come from the registry, not from
+/// message senders, so a fast hash is safe here; maps keyed by what senders choose (the
+/// rate limiter's source names) keep the standard, flood-resistant hash.
+pub(crate) type FastMap<V> = std::collections::HashMap<String, V, foldhash::fast::RandomState>;
+
 #[cfg(test)]
 mod tests;

@@ -3,8 +3,6 @@
 
 /// Breaker transitions, labelled `system_id` and `to` (the new state).
 pub const BREAKER_TRANSITIONS: &str = "aimbus_breaker_transitions_total";
-/// Call outcomes a breaker's full mailbox could not take.
-pub const BREAKER_OUTCOMES_DROPPED: &str = "aimbus_breaker_outcomes_dropped_total";
 /// Response cache lookups that found a reply.
 pub const CACHE_HITS: &str = "aimbus_cache_hits_total";
 /// Response cache lookups that found none.

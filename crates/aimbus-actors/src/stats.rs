@@ -3,11 +3,11 @@
 //! that system's traffic takes.
 
 use std::sync::Mutex;
-use std::time::Duration;
 
 use aimbus_core::{PerformanceMetrics, RequestOutcome};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
+use tokio::time::Instant;
 
 /// Latency percentiles, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -27,6 +27,9 @@ pub struct SystemMetrics {
 
 pub struct SystemStats {
     inner: Mutex<(PerformanceMetrics, Histogram<u64>)>,
+    /// The wall clock at one instant of the monotonic clock, so a call's wall-clock time
+    /// comes from the instant already read for it rather than from another clock read.
+    epoch: (Instant, DateTime<Utc>),
 }
 
 /// Microseconds up to an hour, two significant digits: a few kilobytes per system.
@@ -37,18 +40,22 @@ impl Default for SystemStats {
         let histogram = Histogram::new_with_bounds(1, HIGHEST_MICROS, 2).expect("valid bounds");
         SystemStats {
             inner: Mutex::new((PerformanceMetrics::default(), histogram)),
+            epoch: (Instant::now(), Utc::now()),
         }
     }
 }
 
 impl SystemStats {
-    pub fn record(&self, success: bool, elapsed: Duration) {
+    pub fn record(&self, success: bool, started: Instant, finished: Instant) {
+        let elapsed = finished.saturating_duration_since(started);
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let since_epoch = finished.saturating_duration_since(self.epoch.0);
+        let at = self.epoch.1 + chrono::Duration::from_std(since_epoch).unwrap_or_default();
         let mut inner = self.inner.lock().expect("stats lock");
         inner.0.record(RequestOutcome {
             success,
             response_time_ms: elapsed.as_secs_f64() * 1e3,
-            at: Utc::now(),
+            at,
         });
         inner.1.saturating_record(micros.clamp(1, HIGHEST_MICROS));
     }
@@ -77,12 +84,14 @@ impl SystemStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn percentiles_and_seed_metrics_come_from_the_same_calls() {
         let stats = SystemStats::default();
+        let t = Instant::now();
         for ms in 1..=100u64 {
-            stats.record(ms % 10 != 0, Duration::from_millis(ms));
+            stats.record(ms % 10 != 0, t, t + Duration::from_millis(ms));
         }
         let m = stats.snapshot();
         assert_eq!(m.performance.request_count, 100);

@@ -2,7 +2,6 @@
 //! breaks a system's connection (a transport error, a panic while handling its traffic)
 //! ends this actor, and the registry starts a fresh one after a backoff.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use actix::prelude::*;
@@ -96,31 +95,20 @@ impl SystemActor {
 /// The transport call runs beside the actor, so a slow system does not hold its mailbox.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Reply, DeliveryFailure>")]
-pub struct Deliver(pub IntegrationMessage);
+pub struct Deliver(pub Arc<IntegrationMessage>);
 
 impl Handler<Deliver> for SystemActor {
     type Result = ResponseFuture<Result<Reply, DeliveryFailure>>;
 
     fn handle(&mut self, Deliver(message): Deliver, _: &mut Context<Self>) -> Self::Result {
-        match self.transports.for_system(&self.system) {
-            Some(transport) => Box::pin(transport.deliver(&self.system, message)),
-            None => {
-                let kinds: Vec<&str> = self.system.interfaces.keys().map(String::as_str).collect();
-                let reason = format!(
-                    "no transport reaches `{}` (interfaces: {})",
-                    self.system.system_id,
-                    kinds.join(", ")
-                );
-                Box::pin(async move { Err(DeliveryFailure::Unreachable(reason)) })
-            }
-        }
+        self.transports.deliver(&self.system, message)
     }
 }
 
 /// The running actor of each system, for those who deliver: the registry actor keeps it
 /// current across restarts, and readers take a clone of an address under a read lock.
 #[derive(Clone, Default)]
-pub struct SystemDirectory(Arc<RwLock<HashMap<String, Addr<SystemActor>>>>);
+pub struct SystemDirectory(Arc<RwLock<crate::FastMap<Addr<SystemActor>>>>);
 
 impl SystemDirectory {
     pub fn get(&self, system_id: &str) -> Option<Addr<SystemActor>> {

@@ -2,7 +2,6 @@
 //! the system's actor asks the [`TransportSet`] for one by the system's interfaces, so the
 //! AMQP and REST transports slot in beside the in-process one without touching routing.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
@@ -57,15 +56,16 @@ pub trait Transport: Send + Sync + 'static {
     /// Whether this transport can reach `system` at all.
     fn reaches(&self, system: &SystemInfo) -> bool;
 
-    fn deliver(&self, system: &SystemInfo, message: IntegrationMessage) -> DeliveryFuture;
+    /// `message` is shared with the router, which keeps it while a retry may follow.
+    fn deliver(&self, system: &SystemInfo, message: Arc<IntegrationMessage>) -> DeliveryFuture;
 }
 
-type Handler = Arc<dyn Fn(IntegrationMessage) -> DeliveryFuture + Send + Sync>;
+type Handler = Arc<dyn Fn(Arc<IntegrationMessage>) -> DeliveryFuture + Send + Sync>;
 
 /// Systems that run inside this process: a handler function per system id.
 #[derive(Default)]
 pub struct InProcessTransport {
-    handlers: RwLock<HashMap<String, Handler>>,
+    handlers: RwLock<crate::FastMap<Handler>>,
 }
 
 impl InProcessTransport {
@@ -73,10 +73,12 @@ impl InProcessTransport {
         InProcessTransport::default()
     }
 
-    /// Serves `system_id` with `handler` from now on, replacing any earlier one.
+    /// Serves `system_id` with `handler` from now on, replacing any earlier one. The
+    /// handler shares the message with the router (which keeps it while a retry may
+    /// follow), so reading it costs no copy; `Arc::unwrap_or_clone` takes ownership.
     pub fn register<F, Fut>(&self, system_id: &str, handler: F)
     where
-        F: Fn(IntegrationMessage) -> Fut + Send + Sync + 'static,
+        F: Fn(Arc<IntegrationMessage>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Reply, DeliveryFailure>> + Send + 'static,
     {
         let handler: Handler = Arc::new(move |message| Box::pin(handler(message)));
@@ -111,7 +113,7 @@ impl Transport for InProcessTransport {
         self.handler(&system.system_id).is_some()
     }
 
-    fn deliver(&self, system: &SystemInfo, message: IntegrationMessage) -> DeliveryFuture {
+    fn deliver(&self, system: &SystemInfo, message: Arc<IntegrationMessage>) -> DeliveryFuture {
         match self.handler(&system.system_id) {
             Some(handler) => handler(message),
             None => {
@@ -149,16 +151,26 @@ impl TransportSet {
         &self.in_process
     }
 
-    /// The transport that carries `system`'s traffic, if any can.
-    pub fn for_system(&self, system: &SystemInfo) -> Option<Arc<dyn Transport>> {
-        if self.in_process.reaches(system) {
-            return Some(self.in_process.clone() as Arc<dyn Transport>);
+    /// Delivers through the transport that carries `system`'s traffic: its in-process
+    /// handler if it has one, else the first preferred interface a transport reaches.
+    pub fn deliver(&self, system: &SystemInfo, message: Arc<IntegrationMessage>) -> DeliveryFuture {
+        if let Some(handler) = self.in_process.handler(&system.system_id) {
+            return handler(message);
         }
-        self.by_interface
-            .iter()
-            .find(|(kind, transport)| {
-                system.interfaces.contains_key(kind) && transport.reaches(system)
-            })
-            .map(|(_, transport)| Arc::clone(transport))
+        let transport = self.by_interface.iter().find(|(kind, transport)| {
+            system.interfaces.contains_key(kind) && transport.reaches(system)
+        });
+        match transport {
+            Some((_, transport)) => transport.deliver(system, message),
+            None => {
+                let kinds: Vec<&str> = system.interfaces.keys().map(String::as_str).collect();
+                let reason = format!(
+                    "no transport reaches `{}` (interfaces: {})",
+                    system.system_id,
+                    kinds.join(", ")
+                );
+                Box::pin(async move { Err(DeliveryFailure::Unreachable(reason)) })
+            }
+        }
     }
 }

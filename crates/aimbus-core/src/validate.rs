@@ -22,16 +22,19 @@ pub fn identifier(field: &str, value: &str) -> Result<(), Error> {
             format!("is {} bytes long; the limit is {MAX_ID_LEN}", value.len()),
         ));
     }
-    if let Some(bad) = value
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')))
-    {
-        return Err(Error::invalid(
-            field,
-            format!("contains {bad:?}; use ASCII letters, digits, '_', '-', '.' or ':'"),
-        ));
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':');
+    // Bytes, not chars: this runs on every message, and anything non-ASCII is refused.
+    if value.bytes().all(allowed) {
+        return Ok(());
     }
-    Ok(())
+    let bad = value
+        .chars()
+        .find(|c| !c.is_ascii() || !allowed(*c as u8))
+        .unwrap_or_default();
+    Err(Error::invalid(
+        field,
+        format!("contains {bad:?}; use ASCII letters, digits, '_', '-', '.' or ':'"),
+    ))
 }
 
 /// Checks free text shown to people (a system's name): present, bounded, printable.

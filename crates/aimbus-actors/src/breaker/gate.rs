@@ -51,7 +51,9 @@ impl BreakerGate {
         }
     }
 
-    pub fn admit(&self, now: Instant) -> Admission {
+    /// `now` is read only when the breaker is open, so a closed breaker costs no clock
+    /// read.
+    pub fn admit(&self, now: impl FnOnce() -> Instant) -> Admission {
         match self.state.load(Ordering::Acquire) {
             CLOSED => Admission::Admitted { probe: false },
             HALF_OPEN => {
@@ -68,7 +70,7 @@ impl BreakerGate {
             }
             OPEN => {
                 let at = Duration::from_nanos(self.half_opens_at.load(Ordering::Acquire));
-                let elapsed = now.duration_since(self.epoch);
+                let elapsed = now().duration_since(self.epoch);
                 Admission::Rejected {
                     retry_after: Some(at.saturating_sub(elapsed)),
                 }

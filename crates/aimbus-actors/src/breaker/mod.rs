@@ -6,7 +6,8 @@ mod gate;
 mod state;
 mod window;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -30,10 +31,28 @@ pub struct BreakerEvent {
     pub at: DateTime<Utc>,
 }
 
+/// Outcomes waiting for the breaker actor, each with when its call finished. Permits
+/// push here and wake the actor with one `Drain` however many outcomes pile up. A fast
+/// success while closed cannot cause a transition, so it wakes nobody: it waits, in
+/// order, for the next outcome that might (or for the batch to fill), and the actor
+/// replays the lot at their own times. The hot path then costs the breaker no message
+/// at all, and no transition is ever late.
+#[derive(Default)]
+struct Inbox {
+    outcomes: Mutex<Vec<(CallOutcome, Instant)>>,
+    /// A `Drain` is on its way.
+    signalled: AtomicBool,
+}
+
+/// Outcomes that may wait before the actor must look at them: memory per breaker stays
+/// bounded, and the replay is rare enough to stay out of the latency tail.
+const INBOX_BATCH: usize = 1024;
+
 pub struct BreakerActor {
     system_id: String,
     breaker: Breaker,
     gate: Arc<BreakerGate>,
+    inbox: Arc<Inbox>,
     events: broadcast::Sender<BreakerEvent>,
     timer: Option<SpawnHandle>,
     mailbox_capacity: usize,
@@ -88,14 +107,19 @@ impl Actor for BreakerActor {
 
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct RecordCall(pub CallOutcome);
+struct Drain;
 
-impl Handler<RecordCall> for BreakerActor {
+impl Handler<Drain> for BreakerActor {
     type Result = ();
 
-    fn handle(&mut self, RecordCall(outcome): RecordCall, ctx: &mut Context<Self>) {
-        let transition = self.breaker.on_outcome(outcome, Instant::now());
-        self.apply(transition, ctx);
+    fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) {
+        // Cleared before taking the batch: an outcome pushed after this sends a new Drain.
+        self.inbox.signalled.store(false, Ordering::Release);
+        let batch = std::mem::take(&mut *self.inbox.outcomes.lock().expect("inbox lock"));
+        for (outcome, finished_at) in batch {
+            let transition = self.breaker.on_outcome(outcome, finished_at);
+            self.apply(transition, ctx);
+        }
     }
 }
 
@@ -126,6 +150,8 @@ impl Handler<Override> for BreakerActor {
 pub struct BreakerHandle {
     addr: Addr<BreakerActor>,
     gate: Arc<BreakerGate>,
+    inbox: Arc<Inbox>,
+    slow_call_duration: Duration,
 }
 
 impl BreakerHandle {
@@ -137,16 +163,23 @@ impl BreakerHandle {
     ) -> BreakerHandle {
         let now = Instant::now();
         let gate = Arc::new(BreakerGate::new(now));
+        let inbox = Arc::new(Inbox::default());
         let addr = BreakerActor {
             system_id: system_id.to_owned(),
             breaker: Breaker::new(policy, now),
             gate: Arc::clone(&gate),
+            inbox: Arc::clone(&inbox),
             events,
             timer: None,
             mailbox_capacity,
         }
         .start();
-        BreakerHandle { addr, gate }
+        BreakerHandle {
+            addr,
+            gate,
+            inbox,
+            slow_call_duration: policy.slow_call_duration,
+        }
     }
 
     pub fn state(&self) -> BreakerState {
@@ -155,11 +188,10 @@ impl BreakerHandle {
 
     /// Whether a call may go through now; the permit must be finished with its outcome.
     pub fn admit(&self) -> Result<BreakerPermit, Option<Duration>> {
-        match self.gate.admit(Instant::now()) {
+        match self.gate.admit(Instant::now) {
             Admission::Admitted { probe } => Ok(BreakerPermit {
-                addr: Some(self.addr.clone()),
+                breaker: Some(self.clone()),
                 probe,
-                started: Instant::now(),
             }),
             Admission::Rejected { retry_after } => Err(retry_after),
         }
@@ -173,9 +205,8 @@ impl BreakerHandle {
 /// Leave to make one call. Finishing it reports the outcome; dropping it unfinished (the
 /// caller gave up) reports a failure, so an abandoned trial call still decides.
 pub struct BreakerPermit {
-    addr: Option<Addr<BreakerActor>>,
+    breaker: Option<BreakerHandle>,
     probe: bool,
-    started: Instant,
 }
 
 impl BreakerPermit {
@@ -183,30 +214,51 @@ impl BreakerPermit {
         self.probe
     }
 
-    pub fn finish(mut self, success: bool) {
-        self.report(success);
+    /// Reports the call's outcome and when it started and finished (the caller has
+    /// read the clock for those already).
+    pub fn finish(mut self, success: bool, started: Instant, finished: Instant) {
+        self.report(
+            success,
+            finished.saturating_duration_since(started),
+            finished,
+        );
     }
 
-    fn report(&mut self, success: bool) {
-        let Some(addr) = self.addr.take() else {
+    fn report(&mut self, success: bool, duration: Duration, finished: Instant) {
+        let Some(breaker) = self.breaker.take() else {
             return;
         };
         let outcome = CallOutcome {
             success,
-            duration: self.started.elapsed(),
+            duration,
             probe: self.probe,
         };
-        // A full breaker mailbox means it is far behind; one outcome less skews a rate
-        // slightly, while waiting here would stall the caller.
-        if addr.try_send(RecordCall(outcome)).is_err() {
-            ::metrics::counter!(metrics::BREAKER_OUTCOMES_DROPPED).increment(1);
+        let may_transition = !success
+            || self.probe
+            || duration >= breaker.slow_call_duration
+            || breaker.gate.state() != BreakerState::Closed;
+        let inbox = &breaker.inbox;
+        let waiting = {
+            let mut outcomes = inbox.outcomes.lock().expect("inbox lock");
+            outcomes.push((outcome, finished));
+            outcomes.len()
+        };
+        let wake = may_transition || waiting >= INBOX_BATCH;
+        if wake
+            && !inbox.signalled.swap(true, Ordering::AcqRel)
+            && breaker.addr.try_send(Drain).is_err()
+        {
+            // The mailbox is full of overrides; the next outcome signals again.
+            inbox.signalled.store(false, Ordering::Release);
         }
     }
 }
 
 impl Drop for BreakerPermit {
     fn drop(&mut self) {
-        self.report(false);
+        if self.breaker.is_some() {
+            self.report(false, Duration::ZERO, Instant::now());
+        }
     }
 }
 

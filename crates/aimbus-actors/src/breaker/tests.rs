@@ -144,7 +144,7 @@ fn half_open_lets_exactly_the_configured_number_through() {
     let mut b = open_breaker(t);
     gate.publish(&b);
     assert_eq!(
-        gate.admit(t + Duration::from_secs(20)),
+        gate.admit(|| t + Duration::from_secs(20)),
         Admission::Rejected {
             retry_after: Some(Duration::from_secs(40))
         }
@@ -152,7 +152,7 @@ fn half_open_lets_exactly_the_configured_number_through() {
     let later = t + Duration::from_secs(60);
     b.on_tick(later).unwrap();
     gate.publish(&b);
-    let admitted: Vec<Admission> = (0..5).map(|_| gate.admit(later)).collect();
+    let admitted: Vec<Admission> = (0..5).map(|_| gate.admit(|| later)).collect();
     assert_eq!(&admitted[..3], &[Admission::Admitted { probe: true }; 3]);
     assert!(matches!(admitted[3], Admission::Rejected { .. }));
     assert!(matches!(admitted[4], Admission::Rejected { .. }));
@@ -209,14 +209,14 @@ fn forced_open_holds_until_reset() {
     gate.publish(&b);
     assert_eq!(b.force_open(t), None, "already forced open");
     assert_eq!(b.on_tick(t + Duration::from_secs(3_600)), None);
-    assert_eq!(gate.admit(t), Admission::Rejected { retry_after: None });
+    assert_eq!(gate.admit(|| t), Admission::Rejected { retry_after: None });
     let reset = b.reset(t).unwrap();
     assert_eq!(
         (reset.from, reset.to),
         (BreakerState::ForcedOpen, BreakerState::Closed)
     );
     gate.publish(&b);
-    assert_eq!(gate.admit(t), Admission::Admitted { probe: false });
+    assert_eq!(gate.admit(|| t), Admission::Admitted { probe: false });
     assert_eq!(
         b.reset(t),
         None,
@@ -366,7 +366,7 @@ proptest! {
             match op {
                 Op::Admit => {
                     let expected = model.admit();
-                    let got = match gate.admit(now) {
+                    let got = match gate.admit(|| now) {
                         Admission::Admitted { probe } => Some(probe),
                         Admission::Rejected { .. } => None,
                     };
@@ -418,7 +418,10 @@ mod actor {
         tokio::time::pause();
         let (breaker, mut events) = start(policy());
         for _ in 0..5 {
-            breaker.admit().unwrap().finish(false);
+            breaker
+                .admit()
+                .unwrap()
+                .finish(false, Instant::now(), Instant::now());
         }
         settle().await;
         assert_eq!(breaker.state(), BreakerState::Open);
@@ -438,7 +441,7 @@ mod actor {
         assert!(probes.iter().all(|p| p.is_probe()));
         assert!(breaker.admit().is_err(), "no fourth trial call");
         for probe in probes {
-            probe.finish(true);
+            probe.finish(true, Instant::now(), Instant::now());
         }
         settle().await;
         assert_eq!(breaker.state(), BreakerState::Closed);
@@ -468,7 +471,10 @@ mod actor {
         );
         breaker.override_state(Override::Reset).await.unwrap();
         for _ in 0..5 {
-            breaker.admit().unwrap().finish(false);
+            breaker
+                .admit()
+                .unwrap()
+                .finish(false, Instant::now(), Instant::now());
         }
         tokio::time::sleep(Duration::from_secs(61)).await;
         assert_eq!(breaker.state(), BreakerState::HalfOpen);
@@ -482,7 +488,10 @@ mod actor {
         tokio::time::pause();
         let (breaker, _events) = start(policy());
         for _ in 0..5 {
-            breaker.admit().unwrap().finish(false);
+            breaker
+                .admit()
+                .unwrap()
+                .finish(false, Instant::now(), Instant::now());
         }
         tokio::time::sleep(Duration::from_secs(61)).await;
         let hung = breaker.admit().unwrap();

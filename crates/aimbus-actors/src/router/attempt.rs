@@ -2,7 +2,6 @@
 //! fallback actor: a bulkhead slot, a breaker permit, the per-attempt timeout, and the
 //! outcome recorded in the breaker and the system's statistics.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -18,6 +17,7 @@ use crate::transport::{DeliveryFailure, Reply};
 
 /// What routing keeps per system instance.
 pub struct Instance {
+    pub id: Arc<str>,
     pub breaker: BreakerHandle,
     pub stats: Arc<SystemStats>,
     bulkhead: Arc<Semaphore>,
@@ -25,8 +25,9 @@ pub struct Instance {
 }
 
 impl Instance {
-    pub fn new(breaker: BreakerHandle, bulkhead_size: usize) -> Instance {
+    pub fn new(id: &str, breaker: BreakerHandle, bulkhead_size: usize) -> Instance {
         Instance {
+            id: id.into(),
             breaker,
             stats: Arc::default(),
             bulkhead: Arc::new(Semaphore::new(bulkhead_size)),
@@ -47,7 +48,7 @@ impl Instance {
 }
 
 /// Every instance the router knows, by system id; written by the router only.
-pub type Instances = Arc<RwLock<HashMap<String, Arc<Instance>>>>;
+pub type Instances = Arc<RwLock<crate::FastMap<Arc<Instance>>>>;
 
 /// Why an instance cannot take an attempt now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +61,6 @@ pub enum Refusal {
 
 /// Leave to deliver one message to one system.
 pub struct Attempt {
-    system_id: String,
     instance: Arc<Instance>,
     breaker: Option<BreakerPermit>,
     _slot: OwnedSemaphorePermit,
@@ -68,11 +68,7 @@ pub struct Attempt {
 
 impl Attempt {
     /// Takes a bulkhead slot, then a breaker permit (unless breakers are off).
-    pub fn acquire(
-        system_id: &str,
-        instance: &Arc<Instance>,
-        breakers: bool,
-    ) -> Result<Attempt, Refusal> {
+    pub fn acquire(instance: &Arc<Instance>, breakers: bool) -> Result<Attempt, Refusal> {
         let slot = Arc::clone(&instance.bulkhead)
             .try_acquire_owned()
             .map_err(|_| Refusal::Busy)?;
@@ -82,7 +78,6 @@ impl Attempt {
             None
         };
         Ok(Attempt {
-            system_id: system_id.to_owned(),
             instance: Arc::clone(instance),
             breaker,
             _slot: slot,
@@ -90,36 +85,41 @@ impl Attempt {
     }
 
     pub fn system_id(&self) -> &str {
-        &self.system_id
+        &self.instance.id
     }
 
     /// Delivers through the system's actor within `timeout`, then records the outcome.
     pub async fn run(
         mut self,
         directory: &SystemDirectory,
-        message: IntegrationMessage,
+        message: Arc<IntegrationMessage>,
         timeout: Duration,
     ) -> Result<Reply, Error> {
         let started = Instant::now();
-        let result = match directory.get(&self.system_id) {
-            None => Err(Error::SystemActorDown(self.system_id.clone())),
-            Some(addr) => match tokio::time::timeout(timeout, addr.send(Deliver(message))).await {
-                Err(_) => Err(Error::Timeout {
-                    system_id: self.system_id.clone(),
-                    after: timeout,
-                }),
-                // The actor ended mid-delivery (a fault or a panic): it is restarting.
-                Ok(Err(_)) => Err(Error::SystemActorDown(self.system_id.clone())),
-                Ok(Ok(Err(failure))) => Err(Error::Delivery {
-                    system_id: self.system_id.clone(),
-                    failure,
-                }),
-                Ok(Ok(Ok(reply))) => Ok(reply),
-            },
+        let system_id = &*self.instance.id;
+        let result = match directory.get(system_id) {
+            None => Err(Error::SystemActorDown(system_id.to_owned())),
+            Some(addr) => {
+                match tokio::time::timeout_at(started + timeout, addr.send(Deliver(message))).await
+                {
+                    Err(_) => Err(Error::Timeout {
+                        system_id: system_id.to_owned(),
+                        after: timeout,
+                    }),
+                    // The actor ended mid-delivery (a fault or a panic): it is restarting.
+                    Ok(Err(_)) => Err(Error::SystemActorDown(system_id.to_owned())),
+                    Ok(Ok(Err(failure))) => Err(Error::Delivery {
+                        system_id: system_id.to_owned(),
+                        failure,
+                    }),
+                    Ok(Ok(Ok(reply))) => Ok(reply),
+                }
+            }
         };
+        let finished = Instant::now();
         self.instance
             .stats
-            .record(result.is_ok(), started.elapsed());
+            .record(result.is_ok(), started, finished);
         // A system that refuses a bad message is working: that is no mark against it.
         let healthy = matches!(
             &result,
@@ -130,7 +130,7 @@ impl Attempt {
                 })
         );
         if let Some(permit) = self.breaker.take() {
-            permit.finish(healthy);
+            permit.finish(healthy, started, finished);
         }
         result
     }

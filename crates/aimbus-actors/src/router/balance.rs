@@ -6,11 +6,13 @@ use std::collections::HashMap;
 use aimbus_core::{LoadBalancingAlgorithm, SystemInfo};
 use rand::Rng;
 
-/// An instance the balancer may pick, with what the algorithms look at.
+/// An instance the balancer may pick, with what the algorithms look at, and whatever
+/// the caller keeps with it (`item`).
 #[derive(Debug, Clone, Copy)]
-pub struct Choice<'a> {
+pub struct Choice<'a, T> {
     pub system: &'a SystemInfo,
     pub in_flight: usize,
+    pub item: T,
 }
 
 /// The `weight` in a system's configuration (a positive number), or 1.
@@ -42,12 +44,12 @@ impl Balancer {
     }
 
     /// Orders `choices` with the preferred instance first; the rest are what to try next.
-    pub fn rank<'a>(
+    pub fn rank<'a, T>(
         &mut self,
         target: &str,
-        mut choices: Vec<Choice<'a>>,
+        mut choices: Vec<Choice<'a, T>>,
         rng: &mut impl Rng,
-    ) -> Vec<Choice<'a>> {
+    ) -> Vec<Choice<'a, T>> {
         if choices.len() < 2 {
             return choices;
         }
@@ -134,6 +136,7 @@ mod tests {
                 .map(|(s, in_flight)| Choice {
                     system: s,
                     in_flight: *in_flight,
+                    item: (),
                 })
                 .collect();
             let ranked = balancer.rank("hhni", choices, &mut rng);

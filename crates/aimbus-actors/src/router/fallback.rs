@@ -67,7 +67,7 @@ impl Actor for FallbackActor {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Routed, Error>")]
 pub struct Fallback {
-    pub message: IntegrationMessage,
+    pub message: Arc<IntegrationMessage>,
     pub failed: String,
     /// When `failed`'s breaker half-opens.
     pub retry_after: Option<Duration>,
@@ -79,7 +79,7 @@ impl Handler<Fallback> for FallbackActor {
     type Result = ResponseFuture<Result<Routed, Error>>;
 
     fn handle(&mut self, request: Fallback, _: &mut Context<Self>) -> Self::Result {
-        let candidates: Vec<(String, Arc<super::attempt::Instance>)> = {
+        let candidates: Vec<Arc<super::attempt::Instance>> = {
             let view = self.view.read().expect("view lock");
             let instances = self.instances.read().expect("instances lock");
             match view.get(&request.failed) {
@@ -87,12 +87,7 @@ impl Handler<Fallback> for FallbackActor {
                     instances.get(id).is_some_and(|i| i.breaker_open())
                 })
                 .into_iter()
-                .filter_map(|s| {
-                    Some((
-                        s.system_id.clone(),
-                        Arc::clone(instances.get(&s.system_id)?),
-                    ))
-                })
+                .filter_map(|s| instances.get(&s.system_id).cloned())
                 .take(self.attempts as usize)
                 .collect(),
                 None => Vec::new(),
@@ -102,8 +97,8 @@ impl Handler<Fallback> for FallbackActor {
         let (timeout, breakers) = (request.timeout, self.breakers);
         Box::pin(async move {
             let mut last = None;
-            for (tried, (system_id, instance)) in candidates.into_iter().enumerate() {
-                let Ok(attempt) = Attempt::acquire(&system_id, &instance, breakers) else {
+            for (tried, instance) in candidates.into_iter().enumerate() {
+                let Ok(attempt) = Attempt::acquire(&instance, breakers) else {
                     continue;
                 };
                 match attempt
@@ -113,7 +108,7 @@ impl Handler<Fallback> for FallbackActor {
                     Ok(reply) => {
                         return Ok(Routed {
                             reply,
-                            served_by: system_id,
+                            served_by: instance.id.to_string(),
                             attempts: tried as u32 + 1,
                             fallback: true,
                             cached: false,
@@ -273,7 +268,7 @@ mod tests {
         view.apply(&RegistryEvent::SystemRegistered {
             system: system("hhni_002", "hhni", "healthy", &[], &["rest_api"], &[]),
         });
-        assert_eq!(view.resolve("hhni").len(), 2);
+        assert_eq!(view.resolve("hhni").count(), 2);
         view.apply(&RegistryEvent::StatusUpdate {
             system_id: "hhni_002".into(),
             previous: IntegrationStatus::Healthy,
@@ -288,12 +283,12 @@ mod tests {
         view.apply(&RegistryEvent::SystemUnregistered {
             system_id: "hhni_001".into(),
         });
-        assert_eq!(view.resolve("hhni").len(), 1);
+        assert_eq!(view.resolve("hhni").count(), 1);
         assert_eq!(
-            view.resolve("hhni_002").len(),
+            view.resolve("hhni_002").count(),
             1,
             "an id resolves to its system"
         );
-        assert!(view.resolve("nothing").is_empty());
+        assert_eq!(view.resolve("nothing").count(), 0);
     }
 }

@@ -114,7 +114,8 @@ impl HealthMonitor {
             let probe = match addr {
                 None => Probe::Unreachable("the system's actor is not running".into()),
                 Some(addr) => {
-                    match tokio::time::timeout(timeout, addr.send(Deliver(message))).await {
+                    match tokio::time::timeout(timeout, addr.send(Deliver(Arc::new(message)))).await
+                    {
                         Err(_) => Probe::Failed(format!("no answer within {timeout:?}")),
                         Ok(Err(_)) => Probe::Unreachable("the system's actor stopped".into()),
                         Ok(Ok(Err(DeliveryFailure::Unreachable(reason)))) => {

@@ -11,7 +11,6 @@ mod rate_limit;
 mod retry;
 mod view;
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -80,6 +79,7 @@ pub struct Router {
     breaker_events: broadcast::Sender<BreakerEvent>,
     rng: StdRng,
     pending: Option<broadcast::Receiver<RegistryEvent>>,
+    shared: Option<Arc<Shared>>,
 }
 
 /// What the next attempt will do.
@@ -100,6 +100,7 @@ impl Router {
             self.config.supervision().mailbox_capacity,
         );
         Arc::new(Instance::new(
+            system_id,
             breaker,
             self.config.core().max_concurrent_requests_per_system as usize,
         ))
@@ -107,7 +108,7 @@ impl Router {
 
     fn rebuild(&mut self, subscription: Subscription, ctx: &mut Context<Self>) {
         let view = RoutingView::from_snapshot(subscription.snapshot);
-        let instances: HashMap<String, Arc<Instance>> = view
+        let instances: crate::FastMap<Arc<Instance>> = view
             .systems()
             .map(|s| (s.system_id.clone(), self.new_instance(&s.system_id)))
             .collect();
@@ -143,27 +144,27 @@ impl Router {
     fn plan(&mut self, message: &IntegrationMessage) -> Result<Step, Error> {
         let target = &message.target_system;
         let view = self.view.read().expect("view lock");
-        let candidates = view.resolve(target);
-        if candidates.is_empty() {
-            return Err(Error::UnknownTarget(target.clone()));
-        }
         let instances = self.instances.read().expect("instances lock");
-        let available: Vec<Choice> = candidates
-            .iter()
+        let available: Vec<Choice<&Arc<Instance>>> = view
+            .resolve(target)
             .filter(|s| s.status.takes_traffic())
             .filter_map(|s| {
                 let instance = instances.get(&s.system_id)?;
                 Some(Choice {
                     system: s,
                     in_flight: instance.in_flight(),
+                    item: instance,
                 })
             })
             .collect();
         if available.is_empty() {
-            let statuses: Vec<String> = candidates
-                .iter()
+            let statuses: Vec<String> = view
+                .resolve(target)
                 .map(|s| format!("{} is {}", s.system_id, s.status))
                 .collect();
+            if statuses.is_empty() {
+                return Err(Error::UnknownTarget(target.clone()));
+            }
             return Err(Error::Unavailable {
                 target: target.clone(),
                 reason: format!("no instance takes traffic ({})", statuses.join(", ")),
@@ -177,20 +178,19 @@ impl Router {
         };
         let breakers = self.config.circuit_breaker().enable_circuit_breaker;
         for choice in ranked {
-            let id = &choice.system.system_id;
-            match Attempt::acquire(id, &instances[id], breakers) {
+            match Attempt::acquire(choice.item, breakers) {
                 Ok(attempt) => return Ok(Step::Deliver(attempt)),
                 Err(Refusal::Busy) => continue,
                 Err(Refusal::Open(retry_after)) if self.config.fallback().enable_fallback => {
                     return Ok(Step::Fallback {
-                        failed: id.clone(),
+                        failed: choice.system.system_id.clone(),
                         retry_after,
                     });
                 }
                 Err(Refusal::Open(retry_after)) => {
                     return Err(Error::Unavailable {
                         target: target.clone(),
-                        reason: format!("circuit breaker of `{id}` is open"),
+                        reason: format!("circuit breaker of `{}` is open", choice.system.system_id),
                         retry_after,
                     });
                 }
@@ -199,6 +199,21 @@ impl Router {
         Err(Error::Overloaded {
             scope: target.clone(),
         })
+    }
+
+    fn shared(&mut self, ctx: &Context<Self>) -> Arc<Shared> {
+        let config = &self.config;
+        let shared = self.shared.get_or_insert_with(|| {
+            Arc::new(Shared {
+                router: ctx.address().downgrade(),
+                fallback: self.fallback.clone(),
+                directory: self.directory.clone(),
+                cache: self.cache.clone(),
+                request_timeout: Duration::from_secs(config.core().request_timeout_seconds),
+                fallback_timeout: Duration::from_secs(config.fallback().fallback_timeout_seconds),
+            })
+        });
+        Arc::clone(shared)
     }
 
     fn flush_metrics(&self) {
@@ -267,26 +282,31 @@ pub struct Route(pub IntegrationMessage);
 
 #[derive(Message)]
 #[rtype(result = "Result<Step, Error>")]
-struct Replan(IntegrationMessage);
+struct Replan(Arc<IntegrationMessage>);
 
 #[derive(Message)]
 #[rtype(result = "bool")]
 struct GrantRetry;
 
-fn outcome_label(result: &Result<Routed, Error>) -> &'static str {
-    match result {
-        Ok(r) if r.cached => "cached",
-        Ok(r) if r.fallback => "fallback",
-        Ok(_) => "delivered",
-        Err(Error::RateLimited { .. }) => "rate_limited",
-        Err(Error::UnknownTarget(_)) => "unknown_target",
-        Err(Error::Unavailable { .. }) => "unavailable",
-        Err(Error::Overloaded { .. }) => "overloaded",
-        Err(Error::Timeout { .. }) => "timeout",
-        Err(Error::Expired { .. }) => "expired",
-        Err(Error::Registry(_)) => "invalid",
-        Err(_) => "failed",
-    }
+/// Counts a routed message by its outcome. Each arm names its label literally, so the
+/// metric key is built once, not per message.
+fn count_outcome(result: &Result<Routed, Error>) {
+    use ::metrics::counter;
+    use metrics::MESSAGES_ROUTED as ROUTED;
+    let counter = match result {
+        Ok(r) if r.cached => counter!(ROUTED, "outcome" => "cached"),
+        Ok(r) if r.fallback => counter!(ROUTED, "outcome" => "fallback"),
+        Ok(_) => counter!(ROUTED, "outcome" => "delivered"),
+        Err(Error::RateLimited { .. }) => counter!(ROUTED, "outcome" => "rate_limited"),
+        Err(Error::UnknownTarget(_)) => counter!(ROUTED, "outcome" => "unknown_target"),
+        Err(Error::Unavailable { .. }) => counter!(ROUTED, "outcome" => "unavailable"),
+        Err(Error::Overloaded { .. }) => counter!(ROUTED, "outcome" => "overloaded"),
+        Err(Error::Timeout { .. }) => counter!(ROUTED, "outcome" => "timeout"),
+        Err(Error::Expired { .. }) => counter!(ROUTED, "outcome" => "expired"),
+        Err(Error::Registry(_)) => counter!(ROUTED, "outcome" => "invalid"),
+        Err(_) => counter!(ROUTED, "outcome" => "failed"),
+    };
+    counter.increment(1);
 }
 
 impl Handler<Route> for Router {
@@ -299,49 +319,23 @@ impl Handler<Route> for Router {
             Ok(Admitted::Go { slot, cache_key }) => (slot, cache_key),
             Err(error) => {
                 let result = Err(error);
-                ::metrics::counter!(metrics::MESSAGES_ROUTED, "outcome" => outcome_label(&result))
-                    .increment(1);
+                count_outcome(&result);
                 return Box::pin(std::future::ready(result));
             }
         };
         let policy = RetryPolicy::for_message_type(&message.message_type, self.config.core());
         let attempts = policy.attempts_for(message.max_retries, message.retry_count);
         let first = self.plan(&message);
-        let router = ctx.address();
-        let fallback = self.fallback.clone();
-        let directory = self.directory.clone();
-        let cache = self.cache.clone();
-        let request_timeout = Duration::from_secs(self.config.core().request_timeout_seconds);
-        let fallback_timeout = Duration::from_secs(self.config.fallback().fallback_timeout_seconds);
-        Box::pin(async move {
-            let _slot = slot;
-            let result = deliver_with_retries(
-                message,
-                first,
-                Plan {
-                    router,
-                    fallback,
-                    directory,
-                    policy,
-                    attempts,
-                    request_timeout,
-                    fallback_timeout,
-                },
-            )
-            .await;
-            if let (Ok(routed), Some(cache), Some(key)) = (&result, cache, cache_key) {
-                cache.insert(
-                    key,
-                    CachedReply {
-                        reply: routed.reply.clone(),
-                        served_by: routed.served_by.clone(),
-                    },
-                );
-            }
-            ::metrics::counter!(metrics::MESSAGES_ROUTED, "outcome" => outcome_label(&result))
-                .increment(1);
-            result
-        })
+        let delivery = Delivery {
+            message: Arc::new(message),
+            shared: self.shared(ctx),
+            policy,
+            attempts,
+            cache_key,
+            _slot: slot,
+        };
+        // The async fn's future is boxed as it is: no wrapper block holding a second copy.
+        Box::pin(delivery.run(first))
     }
 }
 
@@ -358,7 +352,7 @@ impl Router {
     /// not already answered by the cache, and room on the bus.
     fn admit(&mut self, message: &IntegrationMessage) -> Result<Admitted, Error> {
         message.validate()?;
-        if message.is_expired_at(Utc::now()) {
+        if message.ttl_ms.is_some() && message.is_expired_at(Utc::now()) {
             return Err(Error::Expired {
                 message_id: message.message_id.clone(),
             });
@@ -394,45 +388,114 @@ impl Router {
     }
 }
 
-/// What the delivery future needs from the router.
-struct Plan {
-    router: Addr<Router>,
+/// What every delivery future needs from the router, made once and shared.
+struct Shared {
+    /// Weak, so the router holding this does not keep itself alive.
+    router: actix::WeakAddr<Router>,
     fallback: Addr<FallbackActor>,
     directory: SystemDirectory,
-    policy: RetryPolicy,
-    attempts: u32,
+    cache: Option<ResponseCache>,
     request_timeout: Duration,
     fallback_timeout: Duration,
 }
 
 /// Runs attempts until one succeeds, the error is not worth retrying, the attempts or
 /// the retry budget run out, or the message's deadline would pass during the wait.
-async fn deliver_with_retries(
-    mut message: IntegrationMessage,
-    first: Result<Step, Error>,
-    plan: Plan,
-) -> Result<Routed, Error> {
-    let deadline = message.deadline();
-    let mut step = first;
-    let mut attempt = 0u32;
-    loop {
-        let remaining = deadline.map(|d| (d - Utc::now()).to_std().unwrap_or(Duration::ZERO));
-        if remaining == Some(Duration::ZERO) {
-            return Err(Error::Expired {
-                message_id: message.message_id,
-            });
+/// One message's delivery: everything its attempts need, and the bus slot it holds
+/// until it is done.
+struct Delivery {
+    message: Arc<IntegrationMessage>,
+    shared: Arc<Shared>,
+    policy: RetryPolicy,
+    attempts: u32,
+    cache_key: Option<cache::CacheKey>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Delivery {
+    async fn run(self, first: Result<Step, Error>) -> Result<Routed, Error> {
+        let result = self.with_retries(first).await;
+        if let (Ok(routed), Some(cache), Some(key)) = (&result, &self.shared.cache, self.cache_key)
+        {
+            cache.insert(
+                key,
+                CachedReply {
+                    reply: routed.reply.clone(),
+                    served_by: routed.served_by.clone(),
+                },
+            );
         }
-        let within = |timeout: Duration| remaining.map_or(timeout, |r| r.min(timeout));
-        let result = match step {
-            Ok(Step::Deliver(next)) => {
-                let served_by = next.system_id().to_owned();
-                next.run(
-                    &plan.directory,
-                    message.clone(),
-                    within(plan.request_timeout),
-                )
+        count_outcome(&result);
+        result
+    }
+
+    /// Runs attempts until one succeeds, the error is not worth retrying, the attempts
+    /// or the retry budget run out, or the message's deadline would pass during the wait.
+    async fn with_retries(&self, first: Result<Step, Error>) -> Result<Routed, Error> {
+        let mut message = Arc::clone(&self.message);
+        let deadline = message.deadline();
+        let mut step = first;
+        let mut attempt = 0u32;
+        loop {
+            let remaining = deadline.map(|d| (d - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+            if remaining == Some(Duration::ZERO) {
+                return Err(Error::Expired {
+                    message_id: message.message_id.clone(),
+                });
+            }
+            // Boxed: an attempt's future (with its timer) is large, and keeping it out of
+            // line keeps this one, which is copied into its box, small.
+            let one = Box::pin(self.attempt(step, Arc::clone(&message), remaining));
+            let error = match one.await {
+                Ok(routed) => {
+                    return Ok(Routed {
+                        attempts: attempt + 1,
+                        ..routed
+                    });
+                }
+                Err(error) if error.is_retryable() && attempt + 1 < self.attempts => error,
+                Err(error) => return Err(error),
+            };
+            let wait = self.policy.jittered_delay(attempt, &mut rand::rng());
+            if remaining.is_some_and(|r| wait >= r) {
+                return Err(error);
+            }
+            let Some(router) = self.shared.router.upgrade() else {
+                return Err(error);
+            };
+            let granted = Box::pin(router.send(GrantRetry));
+            if !granted.await.unwrap_or(false) {
+                ::metrics::counter!(metrics::RETRIES_REFUSED).increment(1);
+                return Err(error);
+            }
+            ::metrics::counter!(metrics::RETRIES).increment(1);
+            tracing::debug!(message_id = %message.message_id, attempt, %error, wait_ms = wait.as_millis() as u64, "retrying");
+            let pause = Box::pin(tokio::time::sleep(wait));
+            pause.await;
+            attempt += 1;
+            Arc::make_mut(&mut message).retry_count += 1;
+            let replanned = Box::pin(router.send(Replan(Arc::clone(&message))));
+            step = replanned
                 .await
-                .map(|reply| Routed {
+                .map_err(Error::stopped("router"))
+                .and_then(|s| s);
+        }
+    }
+
+    /// One attempt: at the planned system, or at a stand-in through the fallback actor.
+    async fn attempt(
+        &self,
+        step: Result<Step, Error>,
+        message: Arc<IntegrationMessage>,
+        remaining: Option<Duration>,
+    ) -> Result<Routed, Error> {
+        let within = |timeout: Duration| remaining.map_or(timeout, |r| r.min(timeout));
+        match step? {
+            Step::Deliver(next) => {
+                let served_by = next.system_id().to_owned();
+                let timeout = within(self.shared.request_timeout);
+                let reply = next.run(&self.shared.directory, message, timeout).await?;
+                Ok(Routed {
                     reply,
                     served_by,
                     attempts: 0,
@@ -440,53 +503,23 @@ async fn deliver_with_retries(
                     cached: false,
                 })
             }
-            Ok(Step::Fallback {
+            Step::Fallback {
                 failed,
                 retry_after,
-            }) => {
+            } => {
                 let request = Fallback {
-                    message: message.clone(),
+                    message,
                     failed,
                     retry_after,
-                    timeout: within(plan.fallback_timeout),
+                    timeout: within(self.shared.fallback_timeout),
                 };
-                plan.fallback
+                self.shared
+                    .fallback
                     .send(request)
                     .await
-                    .map_err(Error::stopped("fallback"))
-                    .and_then(|r| r)
+                    .map_err(Error::stopped("fallback"))?
             }
-            Err(error) => Err(error),
-        };
-        let error = match result {
-            Ok(routed) => {
-                return Ok(Routed {
-                    attempts: attempt + 1,
-                    ..routed
-                });
-            }
-            Err(error) if error.is_retryable() && attempt + 1 < plan.attempts => error,
-            Err(error) => return Err(error),
-        };
-        let wait = plan.policy.jittered_delay(attempt, &mut rand::rng());
-        if remaining.is_some_and(|r| wait >= r) {
-            return Err(error);
         }
-        if !plan.router.send(GrantRetry).await.unwrap_or(false) {
-            ::metrics::counter!(metrics::RETRIES_REFUSED).increment(1);
-            return Err(error);
-        }
-        ::metrics::counter!(metrics::RETRIES).increment(1);
-        tracing::debug!(message_id = %message.message_id, attempt, %error, wait_ms = wait.as_millis() as u64, "retrying");
-        tokio::time::sleep(wait).await;
-        attempt += 1;
-        message.retry_count += 1;
-        step = plan
-            .router
-            .send(Replan(message.clone()))
-            .await
-            .map_err(Error::stopped("router"))
-            .and_then(|s| s);
     }
 }
 
@@ -633,10 +666,11 @@ impl RouterHandle {
             breaker_events: broadcast::channel(config.supervision().event_buffer).0,
             rng: StdRng::from_os_rng(),
             pending: None,
+            shared: None,
             config: Arc::clone(&config),
         };
         let snapshot = RoutingView::from_snapshot(subscription.snapshot);
-        let seeded: HashMap<String, Arc<Instance>> = snapshot
+        let seeded: crate::FastMap<Arc<Instance>> = snapshot
             .systems()
             .map(|s| (s.system_id.clone(), router.new_instance(&s.system_id)))
             .collect();

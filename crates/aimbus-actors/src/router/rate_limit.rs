@@ -45,10 +45,15 @@ impl RateLimiter {
             OVERFLOW
         };
         let (per_second, burst) = (self.per_second, self.burst);
-        let bucket = self.buckets.entry(key.to_owned()).or_insert(Bucket {
-            tokens: burst,
-            updated: now,
-        });
+        // Look up before inserting, so a known source costs no allocation.
+        if !self.buckets.contains_key(key) {
+            let fresh = Bucket {
+                tokens: burst,
+                updated: now,
+            };
+            self.buckets.insert(key.to_owned(), fresh);
+        }
+        let bucket = self.buckets.get_mut(key).expect("just ensured");
         let refill = now.duration_since(bucket.updated).as_secs_f64() * per_second;
         bucket.tokens = (bucket.tokens + refill).min(burst);
         bucket.updated = now;

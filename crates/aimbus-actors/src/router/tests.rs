@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::*;
 use crate::RegistryHandle;
-use crate::transport::{DeliveryFailure, InProcessTransport, Reply, TransportSet};
+use crate::transport::{DeliveryFailure, DeliveryFuture, InProcessTransport, Reply, TransportSet};
 
 struct Bus {
     registry: RegistryHandle,
@@ -53,8 +53,8 @@ async fn bus(toml: &str, systems: Vec<SystemInfo>) -> Bus {
     }
 }
 
-async fn echo(message: IntegrationMessage) -> Result<Reply, DeliveryFailure> {
-    let mut payload = message.payload;
+async fn echo(message: Arc<IntegrationMessage>) -> Result<Reply, DeliveryFailure> {
+    let mut payload = message.payload.clone();
     payload.insert("served_type".into(), json!(message.message_type));
     Ok(Reply::new(payload))
 }
@@ -68,13 +68,7 @@ fn message(target: &str, message_type: &str) -> IntegrationMessage {
 fn flaky(
     failures: u32,
     calls: Arc<AtomicU32>,
-) -> impl Fn(
-    IntegrationMessage,
-) -> std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<Reply, DeliveryFailure>> + Send>,
-> + Send
-+ Sync
-+ 'static {
+) -> impl Fn(Arc<IntegrationMessage>) -> DeliveryFuture + Send + Sync + 'static {
     move |message| {
         // Health checks pass and are not counted: the tests count routed calls.
         let routed = message.message_type != "health_check";
@@ -228,7 +222,7 @@ async fn a_rejected_message_is_not_retried() {
     let calls = Arc::new(AtomicU32::new(0));
     let counter = Arc::clone(&calls);
     bus.systems
-        .register("hhni_001", move |message: IntegrationMessage| {
+        .register("hhni_001", move |message: Arc<IntegrationMessage>| {
             let routed = message.message_type != "health_check";
             if routed {
                 counter.fetch_add(1, Ordering::SeqCst);
@@ -264,7 +258,7 @@ async fn each_attempt_times_out_and_the_ttl_bounds_them_all() {
     )
     .await;
     bus.systems
-        .register("hhni_001", |message: IntegrationMessage| async move {
+        .register("hhni_001", |message: Arc<IntegrationMessage>| async move {
             if message.message_type != "health_check" {
                 tokio::time::sleep(Duration::from_secs(30)).await;
             }
@@ -351,7 +345,7 @@ async fn overload_is_refused_at_once_and_memory_stays_bounded() {
     let release = Arc::new(tokio::sync::Notify::new());
     let gate = Arc::clone(&release);
     bus.systems
-        .register("hhni_001", move |message: IntegrationMessage| {
+        .register("hhni_001", move |message: Arc<IntegrationMessage>| {
             let gate = Arc::clone(&gate);
             async move {
                 if message.message_type != "health_check" {

@@ -1,16 +1,16 @@
 //! The router's picture of the registry: kept current from the registry's event stream,
 //! so resolving a target never asks the registry actor.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use aimbus_core::{RegistryEvent, SystemInfo};
 
 #[derive(Debug, Default, Clone)]
 pub struct RoutingView {
-    systems: HashMap<String, Arc<SystemInfo>>,
+    systems: crate::FastMap<Arc<SystemInfo>>,
     /// Type name → ids of its instances, ordered so balancing sees a stable order.
-    by_type: HashMap<String, BTreeSet<String>>,
+    by_type: crate::FastMap<BTreeSet<String>>,
 }
 
 impl RoutingView {
@@ -69,16 +69,15 @@ impl RoutingView {
 
     /// The systems a target names: the one system with that id, or every instance of the
     /// type with that name. Empty when it names neither.
-    pub fn resolve(&self, target: &str) -> Vec<&Arc<SystemInfo>> {
-        if let Some(system) = self.systems.get(target) {
-            return vec![system];
-        }
-        self.by_type
-            .get(target)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.systems.get(id))
-            .collect()
+    pub fn resolve<'v>(&'v self, target: &str) -> impl Iterator<Item = &'v Arc<SystemInfo>> {
+        let by_id = self.systems.get(target);
+        let by_type = by_id.is_none().then(|| self.by_type.get(target)).flatten();
+        by_id.into_iter().chain(
+            by_type
+                .into_iter()
+                .flatten()
+                .filter_map(|id| self.systems.get(id)),
+        )
     }
 
     /// Whether `system_id` depends on `on`, directly or through others.
