@@ -315,13 +315,9 @@ impl Handler<Route> for Router {
     fn handle(&mut self, Route(message): Route, ctx: &mut Context<Self>) -> Self::Result {
         let admitted = self.admit(&message);
         let (slot, cache_key) = match admitted {
-            Ok(Admitted::Cached(routed)) => return Box::pin(std::future::ready(Ok(routed))),
             Ok(Admitted::Go { slot, cache_key }) => (slot, cache_key),
-            Err(error) => {
-                let result = Err(error);
-                count_outcome(&result);
-                return Box::pin(std::future::ready(result));
-            }
+            Ok(Admitted::Cached(routed)) => return answered(Ok(routed)),
+            Err(error) => return answered(Err(error)),
         };
         let policy = RetryPolicy::for_message_type(&message.message_type, self.config.core());
         let attempts = policy.attempts_for(message.max_retries, message.retry_count);
@@ -337,6 +333,12 @@ impl Handler<Route> for Router {
         // The async fn's future is boxed as it is: no wrapper block holding a second copy.
         Box::pin(delivery.run(first))
     }
+}
+
+/// A message answered without delivery (from the cache, or refused), counted like any.
+fn answered(result: Result<Routed, Error>) -> ResponseFuture<Result<Routed, Error>> {
+    count_outcome(&result);
+    Box::pin(std::future::ready(result))
 }
 
 enum Admitted {

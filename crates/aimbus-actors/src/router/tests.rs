@@ -649,3 +649,36 @@ mod seed_test_advanced_system_integration_manager {
         assert_eq!(summary.performance_metrics.total_requests, 1);
     }
 }
+
+#[actix_rt::test]
+async fn a_status_change_reaches_routing_within_one_health_check_interval() {
+    tokio::time::pause();
+    let bus = bus(
+        "[monitoring]\nhealth_check_interval_seconds = 5\n",
+        vec![system("hhni_001", "hhni", &[], &[])],
+    )
+    .await;
+    bus.router
+        .route(message("hhni_001", "status_update"))
+        .await
+        .unwrap();
+    // The system goes away without anyone telling the bus.
+    bus.systems.unregister("hhni_001");
+    tokio::time::sleep(Duration::from_secs(5) + Duration::from_millis(50)).await;
+    let err = bus
+        .router
+        .route(message("hhni_001", "status_update"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Unavailable { reason, .. } if reason.contains("disconnected")),
+        "{err:?}"
+    );
+    // And back: the next check finds it answering again.
+    bus.systems.register("hhni_001", echo);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    bus.router
+        .route(message("hhni_001", "status_update"))
+        .await
+        .unwrap();
+}
