@@ -17,6 +17,22 @@ struct Bus {
     systems: Arc<InProcessTransport>,
 }
 
+impl Bus {
+    /// Routes a fresh message of `message_type` to `target`.
+    async fn send(&self, target: &str, message_type: &str) -> Result<Routed, Error> {
+        self.router.route(message(target, message_type)).await
+    }
+
+    /// A system's metrics as the registry holds them.
+    async fn registry_metrics(&self, system_id: &str) -> aimbus_core::PerformanceMetrics {
+        let id = system_id.to_owned();
+        self.registry
+            .query(move |r| r.get(&id).unwrap().performance_metrics.clone())
+            .await
+            .unwrap()
+    }
+}
+
 fn config(toml: &str) -> Arc<Config> {
     Arc::new(Config::from_toml_str("test.toml", toml, Vec::new(), ".".into()).unwrap())
 }
@@ -98,11 +114,7 @@ async fn status(bus: &Bus, id: &str) -> IntegrationStatus {
 #[actix_rt::test]
 async fn a_message_to_an_id_reaches_that_system_and_its_reply_comes_back() {
     let bus = bus("", vec![system("hhni_001", "hhni", &[], &[])]).await;
-    let routed = bus
-        .router
-        .route(message("hhni_001", "status_update"))
-        .await
-        .unwrap();
+    let routed = bus.send("hhni_001", "status_update").await.unwrap();
     assert_eq!(routed.served_by, "hhni_001");
     assert_eq!(routed.reply.payload["request"], "test_data");
     assert_eq!(routed.reply.payload["served_type"], "status_update");
@@ -124,13 +136,7 @@ async fn a_message_to_a_type_is_balanced_across_its_instances() {
     .await;
     let mut served = Vec::new();
     for _ in 0..4 {
-        served.push(
-            bus.router
-                .route(message("hhni", "status_update"))
-                .await
-                .unwrap()
-                .served_by,
-        );
+        served.push(bus.send("hhni", "status_update").await.unwrap().served_by);
     }
     assert_eq!(served, ["hhni_001", "hhni_002", "hhni_001", "hhni_002"]);
 }
@@ -138,11 +144,7 @@ async fn a_message_to_a_type_is_balanced_across_its_instances() {
 #[actix_rt::test]
 async fn unknown_targets_and_invalid_messages_are_typed_errors() {
     let bus = bus("", vec![system("hhni_001", "hhni", &[], &[])]).await;
-    let err = bus
-        .router
-        .route(message("nothing_001", "status_update"))
-        .await
-        .unwrap_err();
+    let err = bus.send("nothing_001", "status_update").await.unwrap_err();
     assert!(
         matches!(err, Error::UnknownTarget(ref t) if t == "nothing_001"),
         "{err:?}"
@@ -164,18 +166,14 @@ async fn only_healthy_or_degraded_systems_take_traffic() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(10)).await;
-    bus.router
-        .route(message("hhni_001", "status_update"))
-        .await
-        .unwrap();
+    bus.send("hhni_001", "status_update").await.unwrap();
     bus.registry
         .set_status("hhni_001", IntegrationStatus::Unhealthy, "test")
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(10)).await;
     let err = bus
-        .router
-        .route(message("hhni_001", "error_notification"))
+        .send("hhni_001", "error_notification")
         .await
         .unwrap_err();
     assert!(
@@ -193,21 +191,13 @@ async fn failures_are_retried_by_the_message_types_policy() {
         .register("hhni_001", flaky(2, Arc::clone(&calls)));
     let started = tokio::time::Instant::now();
     // status_update: 2 attempts, so two failures exhaust it.
-    let err = bus
-        .router
-        .route(message("hhni_001", "status_update"))
-        .await
-        .unwrap_err();
+    let err = bus.send("hhni_001", "status_update").await.unwrap_err();
     assert!(matches!(err, Error::Delivery { .. }));
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 
     calls.store(0, Ordering::SeqCst);
     // data_request: 5 attempts, waits 2 s then 3 s (±20%) before the third succeeds.
-    let routed = bus
-        .router
-        .route(message("hhni_001", "data_request"))
-        .await
-        .unwrap();
+    let routed = bus.send("hhni_001", "data_request").await.unwrap();
     assert_eq!((routed.attempts, calls.load(Ordering::SeqCst)), (3, 3));
     let waited = started.elapsed();
     assert!(
@@ -235,11 +225,7 @@ async fn a_rejected_message_is_not_retried() {
                 }
             }
         });
-    let err = bus
-        .router
-        .route(message("hhni_001", "data_request"))
-        .await
-        .unwrap_err();
+    let err = bus.send("hhni_001", "data_request").await.unwrap_err();
     assert!(matches!(
         err,
         Error::Delivery {
@@ -283,16 +269,9 @@ async fn sources_are_rate_limited_with_a_retry_after() {
     let toml = "[rate_limiting]\nrate_limit_requests_per_minute = 60\nrate_limit_burst_size = 2\n";
     let bus = bus(toml, vec![system("hhni_001", "hhni", &[], &[])]).await;
     for _ in 0..2 {
-        bus.router
-            .route(message("hhni_001", "status_update"))
-            .await
-            .unwrap();
+        bus.send("hhni_001", "status_update").await.unwrap();
     }
-    let err = bus
-        .router
-        .route(message("hhni_001", "status_update"))
-        .await
-        .unwrap_err();
+    let err = bus.send("hhni_001", "status_update").await.unwrap_err();
     match err {
         Error::RateLimited {
             source_system,
@@ -311,26 +290,12 @@ async fn replies_to_cacheable_types_are_served_from_the_cache() {
     let calls = Arc::new(AtomicU32::new(0));
     bus.systems
         .register("hhni_001", flaky(0, Arc::clone(&calls)));
-    let first = bus
-        .router
-        .route(message("hhni_001", "data_request"))
-        .await
-        .unwrap();
-    let second = bus
-        .router
-        .route(message("hhni_001", "data_request"))
-        .await
-        .unwrap();
+    let first = bus.send("hhni_001", "data_request").await.unwrap();
+    let second = bus.send("hhni_001", "data_request").await.unwrap();
     assert!(!first.cached && second.cached);
     assert_eq!(second.reply, first.reply);
-    bus.router
-        .route(message("hhni_001", "status_update"))
-        .await
-        .unwrap();
-    bus.router
-        .route(message("hhni_001", "status_update"))
-        .await
-        .unwrap();
+    bus.send("hhni_001", "status_update").await.unwrap();
+    bus.send("hhni_001", "status_update").await.unwrap();
     assert_eq!(
         calls.load(Ordering::SeqCst),
         3,
@@ -367,8 +332,7 @@ async fn overload_is_refused_at_once_and_memory_stays_bounded() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let refused_at = std::time::Instant::now();
     let err = bus
-        .router
-        .route(message("hhni_001", "error_notification"))
+        .send("hhni_001", "error_notification")
         .await
         .unwrap_err();
     assert!(
@@ -434,11 +398,7 @@ mod seed_test_advanced_system_integration_manager {
     #[actix_rt::test]
     async fn test_send_message() {
         let bus = bus("", seed_systems()).await;
-        let response = bus
-            .router
-            .route(message("hhni", "data_request"))
-            .await
-            .unwrap();
+        let response = bus.send("hhni", "data_request").await.unwrap();
         assert_eq!(response.reply.payload["request"], "test_data");
         assert_eq!(response.served_by, "hhni_001");
     }
@@ -455,11 +415,7 @@ mod seed_test_advanced_system_integration_manager {
             .await
             .unwrap()
             .unwrap();
-        let response = bus
-            .router
-            .route(message("hhni", "data_request"))
-            .await
-            .unwrap();
+        let response = bus.send("hhni", "data_request").await.unwrap();
         assert!(response.fallback);
         assert_eq!(
             response.served_by, "test_system_001",
@@ -481,17 +437,10 @@ mod seed_test_advanced_system_integration_manager {
         bus.systems
             .register("hhni_001", flaky(u32::MAX, Arc::new(AtomicU32::new(0))));
         for _ in 0..5 {
-            let _ = bus
-                .router
-                .route(message("hhni", "error_notification"))
-                .await;
+            let _ = bus.send("hhni", "error_notification").await;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
-        let err = bus
-            .router
-            .route(message("hhni", "error_notification"))
-            .await
-            .unwrap_err();
+        let err = bus.send("hhni", "error_notification").await.unwrap_err();
         match err {
             Error::Unavailable {
                 target,
@@ -556,11 +505,7 @@ mod seed_test_advanced_system_integration_manager {
             status(&bus, "hhni_001").await,
             IntegrationStatus::Disconnected
         );
-        let err = bus
-            .router
-            .route(message("hhni_001", "status_update"))
-            .await
-            .unwrap_err();
+        let err = bus.send("hhni_001", "status_update").await.unwrap_err();
         assert!(
             matches!(err, Error::Unavailable { .. }),
             "routing saw the status: {err:?}"
@@ -608,22 +553,10 @@ mod seed_test_advanced_system_integration_manager {
     #[actix_rt::test]
     async fn test_performance_metrics_update() {
         let bus = bus("", seed_systems()).await;
-        bus.router
-            .route(message("test_system_001", "status_update"))
-            .await
-            .unwrap();
+        bus.send("test_system_001", "status_update").await.unwrap();
         bus.router.router().send(FlushMetrics).await.unwrap();
         tokio::time::sleep(Duration::from_millis(10)).await;
-        let metrics = bus
-            .registry
-            .query(|r| {
-                r.get("test_system_001")
-                    .unwrap()
-                    .performance_metrics
-                    .clone()
-            })
-            .await
-            .unwrap();
+        let metrics = bus.registry_metrics("test_system_001").await;
         assert_eq!(
             (
                 metrics.request_count,
@@ -658,18 +591,11 @@ async fn a_status_change_reaches_routing_within_one_health_check_interval() {
         vec![system("hhni_001", "hhni", &[], &[])],
     )
     .await;
-    bus.router
-        .route(message("hhni_001", "status_update"))
-        .await
-        .unwrap();
+    bus.send("hhni_001", "status_update").await.unwrap();
     // The system goes away without anyone telling the bus.
     bus.systems.unregister("hhni_001");
     tokio::time::sleep(Duration::from_secs(5) + Duration::from_millis(50)).await;
-    let err = bus
-        .router
-        .route(message("hhni_001", "status_update"))
-        .await
-        .unwrap_err();
+    let err = bus.send("hhni_001", "status_update").await.unwrap_err();
     assert!(
         matches!(&err, Error::Unavailable { reason, .. } if reason.contains("disconnected")),
         "{err:?}"
@@ -677,8 +603,5 @@ async fn a_status_change_reaches_routing_within_one_health_check_interval() {
     // And back: the next check finds it answering again.
     bus.systems.register("hhni_001", echo);
     tokio::time::sleep(Duration::from_secs(5)).await;
-    bus.router
-        .route(message("hhni_001", "status_update"))
-        .await
-        .unwrap();
+    bus.send("hhni_001", "status_update").await.unwrap();
 }
