@@ -174,3 +174,75 @@ impl TransportSet {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A transport for one interface kind that answers with its own name.
+    struct Named(&'static str);
+
+    impl Transport for Named {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+
+        fn reaches(&self, _: &SystemInfo) -> bool {
+            true
+        }
+
+        fn deliver(&self, _: &SystemInfo, _: Arc<IntegrationMessage>) -> DeliveryFuture {
+            let mut payload = serde_json::Map::new();
+            payload.insert("via".into(), json!(self.0));
+            Box::pin(async move { Ok(Reply::new(payload)) })
+        }
+    }
+
+    fn system(interfaces: serde_json::Value) -> SystemInfo {
+        serde_json::from_value(json!({
+            "system_id": "hhni_001", "system_type": "hhni", "name": "HHNI", "version": "1",
+            "interfaces": interfaces,
+        }))
+        .unwrap()
+    }
+
+    async fn via(set: &TransportSet, system: &SystemInfo) -> Result<String, DeliveryFailure> {
+        let mut payload = serde_json::Map::new();
+        payload.insert("q".into(), json!(1));
+        let message = Arc::new(IntegrationMessage::new(
+            "cmc_001",
+            "hhni_001",
+            "data_request",
+            payload,
+        ));
+        let reply = set.deliver(system, message).await?;
+        let via = reply.payload.get("via").and_then(serde_json::Value::as_str);
+        Ok(via.unwrap_or("in_process").to_owned())
+    }
+
+    #[actix_rt::test]
+    async fn interfaces_are_tried_in_preference_order_and_in_process_handlers_win() {
+        let in_process = Arc::new(InProcessTransport::new());
+        let set = TransportSet::new(Arc::clone(&in_process))
+            .with_interface("amqp", Arc::new(Named("amqp")))
+            .with_interface("rest_api", Arc::new(Named("rest_api")));
+        let both =
+            system(json!({"rest_api": "http://localhost:8003", "amqp": "aimbus.system.hhni_001"}));
+        let rest_only = system(json!({"rest_api": "http://localhost:8003"}));
+        let grpc_only = system(json!({"grpc": "localhost:8004"}));
+        assert_eq!(via(&set, &both).await.unwrap(), "amqp");
+        assert_eq!(via(&set, &rest_only).await.unwrap(), "rest_api");
+        let err = via(&set, &grpc_only).await.unwrap_err();
+        assert!(
+            matches!(&err, DeliveryFailure::Unreachable(reason) if reason.contains("interfaces: grpc")),
+            "{err:?}"
+        );
+
+        in_process.register("hhni_001", |_m: Arc<IntegrationMessage>| async {
+            Ok(Reply::new(serde_json::Map::new()))
+        });
+        assert_eq!(via(&set, &grpc_only).await.unwrap(), "in_process");
+        assert_eq!(via(&set, &both).await.unwrap(), "in_process");
+    }
+}

@@ -605,3 +605,39 @@ async fn a_status_change_reaches_routing_within_one_health_check_interval() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     bus.send("hhni_001", "status_update").await.unwrap();
 }
+
+#[actix_rt::test]
+async fn fallback_tries_at_most_its_configured_stand_ins() {
+    let toml = "[fallback]\nfallback_retry_attempts = 1\n";
+    let systems = vec![
+        system("hhni_001", "hhni", &["search"], &[]),
+        system("hhni_002", "hhni", &["search"], &[]),
+        system("hhni_003", "hhni", &["search"], &[]),
+    ];
+    let bus = bus(toml, systems).await;
+    let calls = Arc::new(AtomicU32::new(0));
+    for id in ["hhni_002", "hhni_003"] {
+        bus.systems
+            .register(id, flaky(u32::MAX, Arc::clone(&calls)));
+    }
+    let order = OverrideBreaker {
+        system_id: "hhni_001".into(),
+        order: Override::ForceOpen,
+    };
+    bus.router.router().send(order).await.unwrap().unwrap();
+    // error_notification has one attempt, so only the fallback actor tries stand-ins.
+    let err = bus
+        .router
+        .route(message("hhni_001", "error_notification"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Unavailable { reason, .. } if reason.contains("every fallback failed")),
+        "{err:?}"
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "one stand-in, as configured"
+    );
+}
