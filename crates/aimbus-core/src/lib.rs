@@ -10,10 +10,11 @@ pub mod validate;
 
 pub use codec::{Codec, DecodeLimits, Format, MAX_SUPPORTED_DEPTH};
 pub use config::{
-    AuthenticationMethod, CachingConfig, CircuitBreakerConfig, Config, CoreConfig, ENV_PREFIX,
-    EncryptionAlgorithm, EvictionPolicy, FallbackConfig, LimitsConfig, LoadBalancingAlgorithm,
-    LoadBalancingConfig, LogLevel, MonitoringConfig, PerformanceConfig, RateLimitingConfig,
-    RegistryConfig, SecurityConfig, SlidingWindowType, SupervisionConfig, SystemsFile,
+    AmqpConfig, AuthenticationMethod, CachingConfig, CircuitBreakerConfig, Config, CoreConfig,
+    ENV_PREFIX, EncryptionAlgorithm, EvictionPolicy, FallbackConfig, LimitsConfig,
+    LoadBalancingAlgorithm, LoadBalancingConfig, LogLevel, MonitoringConfig, PerformanceConfig,
+    QueueType, RateLimitingConfig, RegistryConfig, SecurityConfig, SlidingWindowType,
+    SupervisionConfig, SystemsFile,
 };
 pub use error::{Error, ErrorKind};
 pub use model::{

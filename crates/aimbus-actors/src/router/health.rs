@@ -107,8 +107,10 @@ impl HealthMonitor {
         let timeout = self.timeout;
         let mut payload = serde_json::Map::new();
         payload.insert("check".into(), "health".into());
-        let message =
+        let mut message =
             IntegrationMessage::new("aimbus", system.system_id.clone(), "health_check", payload);
+        // A check nobody answered in time is worthless: queues may drop it then.
+        message.ttl_ms = Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
         async move {
             let started = Instant::now();
             let probe = match addr {

@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use sections::{
-    AuthenticationMethod, CachingConfig, CircuitBreakerConfig, CoreConfig, EncryptionAlgorithm,
-    EvictionPolicy, FallbackConfig, LimitsConfig, LoadBalancingAlgorithm, LoadBalancingConfig,
-    LogLevel, MonitoringConfig, PerformanceConfig, RateLimitingConfig, RegistryConfig,
-    SecurityConfig, SlidingWindowType, SupervisionConfig,
+    AmqpConfig, AuthenticationMethod, CachingConfig, CircuitBreakerConfig, CoreConfig,
+    EncryptionAlgorithm, EvictionPolicy, FallbackConfig, LimitsConfig, LoadBalancingAlgorithm,
+    LoadBalancingConfig, LogLevel, MonitoringConfig, PerformanceConfig, QueueType,
+    RateLimitingConfig, RegistryConfig, SecurityConfig, SlidingWindowType, SupervisionConfig,
 };
 pub use systems_file::SystemsFile;
 
@@ -41,6 +41,7 @@ struct Sections {
     registry: RegistryConfig,
     limits: LimitsConfig,
     supervision: SupervisionConfig,
+    amqp: AmqpConfig,
 }
 
 /// Validated configuration of one bus instance. Only [`Config::load`],
@@ -147,6 +148,9 @@ impl Config {
     }
     pub fn supervision(&self) -> &SupervisionConfig {
         &self.sections.supervision
+    }
+    pub fn amqp(&self) -> &AmqpConfig {
+        &self.sections.amqp
     }
 
     /// The systems file, with a relative path taken from the config file's folder.
@@ -409,6 +413,25 @@ impl Config {
             1_000_000,
         )?;
         check.range("supervision.event_buffer", v.event_buffer, 1, 1_000_000)?;
+        let a = &s.amqp;
+        match url::Url::parse(&a.url) {
+            Ok(url) if matches!(url.scheme(), "amqp" | "amqps") => {}
+            _ => {
+                return Err(check.error(
+                    "amqp.url",
+                    format!("got {:?}: expected an amqp:// URL such as amqp://guest:guest@127.0.0.1:5672/%2f", a.url),
+                ));
+            }
+        }
+        crate::validate::identifier("amqp.namespace", &a.namespace)
+            .map_err(|e| check.error("amqp.namespace", e))?;
+        check.range("amqp.prefetch", a.prefetch, 1, 10_000)?;
+        check.range("amqp.delivery_limit", a.delivery_limit, 1, 1_000)?;
+        check.range("amqp.dedup_window", a.dedup_window, 1, 10_000_000)?;
+        for (i, kind) in a.interface_preference.iter().enumerate() {
+            let key = format!("amqp.interface_preference[{i}]");
+            crate::validate::identifier(&key, kind).map_err(|e| check.error(&key, e))?;
+        }
         Ok(())
     }
 }

@@ -428,3 +428,51 @@ impl Default for SupervisionConfig {
         }
     }
 }
+
+/// Queue type of the per-system queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueType {
+    /// Classic queues, with message priorities (`x-max-priority` 10); the attempt count
+    /// travels in a header.
+    Classic,
+    /// Quorum queues (replicated), with `x-delivery-limit`; no priorities.
+    Quorum,
+}
+
+/// The RabbitMQ bridge (not in the seed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AmqpConfig {
+    /// Connect to RabbitMQ and serve the AMQP contract.
+    pub enabled: bool,
+    /// AMQP 0-9-1 URL of the broker.
+    pub url: String,
+    /// Prefix of every exchange and queue name; `aimbus` gives the documented contract.
+    /// Two buses on one broker keep apart by using different prefixes.
+    pub namespace: String,
+    /// Unacknowledged ingress messages the bus works on at once.
+    pub prefetch: u16,
+    pub queue_type: QueueType,
+    /// Deliveries of one message before it is dead-lettered.
+    pub delivery_limit: u32,
+    /// Interface kinds tried, in order, to reach a system.
+    pub interface_preference: Vec<String>,
+    /// Message ids remembered per consumer to drop redeliveries already processed.
+    pub dedup_window: usize,
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        AmqpConfig {
+            enabled: true,
+            url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
+            namespace: "aimbus".to_owned(),
+            prefetch: 64,
+            queue_type: QueueType::Classic,
+            delivery_limit: 5,
+            interface_preference: vec!["amqp".to_owned(), "rest_api".to_owned()],
+            dedup_window: 100_000,
+        }
+    }
+}

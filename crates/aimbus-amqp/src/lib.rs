@@ -1,0 +1,22 @@
+//! The RabbitMQ bridge of aimbus: the AMQP contract's topology, confirmed publishing, the
+//! AMQP transport, request/reply, the ingress consumer and dead letters.
+#![forbid(unsafe_code)]
+
+mod bridge;
+mod dedup;
+pub mod envelope;
+mod error;
+mod ingress;
+mod names;
+mod publisher;
+mod replies;
+pub mod topology;
+mod transport;
+
+pub use bridge::Bridge;
+pub use dedup::DedupWindow;
+pub use error::Error;
+pub use names::{INGRESS_ROUTING_KEY, Names};
+pub use publisher::Publisher;
+pub use replies::{PendingReply, ReplyInbox, ReplyMessage};
+pub use transport::AmqpTransport;

@@ -1,0 +1,55 @@
+//! The names of the AMQP contract, under a namespace (`aimbus` by default), so two buses
+//! can share a broker.
+
+use aimbus_core::SystemInfo;
+
+/// Routing key of the ingress binding.
+pub const INGRESS_ROUTING_KEY: &str = "ingress";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    namespace: String,
+}
+
+impl Names {
+    pub fn new(namespace: &str) -> Names {
+        Names {
+            namespace: namespace.to_owned(),
+        }
+    }
+
+    /// Where clients publish messages for the bus to route (exchange and queue alike).
+    pub fn ingress(&self) -> String {
+        format!("{}.ingress", self.namespace)
+    }
+
+    /// The topic exchange the bus delivers to systems through.
+    pub fn deliver(&self) -> String {
+        format!("{}.deliver", self.namespace)
+    }
+
+    /// The fanout exchange of dead letters.
+    pub fn dead(&self) -> String {
+        format!("{}.dead", self.namespace)
+    }
+
+    /// The queue dead letters land in.
+    pub fn dead_letter_queue(&self) -> String {
+        format!("{}.dead-letter", self.namespace)
+    }
+
+    /// The topic exchange of registry events.
+    pub fn events(&self) -> String {
+        format!("{}.events", self.namespace)
+    }
+
+    /// A system's queue: `<namespace>.system.<system_id>`.
+    pub fn system_queue(&self, system_id: &str) -> String {
+        format!("{}.system.{system_id}", self.namespace)
+    }
+
+    /// The key a system's queue is bound with on the deliver exchange.
+    pub fn system_routing_key(system: &SystemInfo) -> String {
+        format!("{}.{}", system.system_type, system.system_id)
+    }
+}

@@ -1,0 +1,83 @@
+use lapin::message::Delivery;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::AMQPValue;
+use lapin::{BasicProperties, Channel, Connection};
+
+use crate::envelope::ERROR_HEADER;
+use crate::{Error, Names};
+
+/// Publishes with publisher confirms and `mandatory`: a publish succeeds only once the
+/// broker has taken the message into a queue. A nack or a returned (unroutable) message
+/// is an error, never a delivery.
+#[derive(Clone)]
+pub struct Publisher {
+    channel: Channel,
+}
+
+impl Publisher {
+    pub async fn open(connection: &Connection) -> Result<Publisher, Error> {
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Publisher { channel })
+    }
+
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), Error> {
+        let options = BasicPublishOptions {
+            mandatory: true,
+            ..BasicPublishOptions::default()
+        };
+        let confirmation = self
+            .channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                options,
+                body,
+                properties,
+            )
+            .await?
+            .await?;
+        let acked = confirmation.is_ack();
+        if confirmation.take_message().is_some() {
+            return Err(Error::Unroutable {
+                exchange: exchange.to_owned(),
+                routing_key: routing_key.to_owned(),
+            });
+        }
+        if !acked {
+            return Err(Error::Nacked {
+                exchange: exchange.to_owned(),
+                routing_key: routing_key.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Publishes a delivery, body and properties intact, to the dead-letter exchange with
+    /// `x-aimbus-error` saying why.
+    pub async fn dead_letter(
+        &self,
+        names: &Names,
+        delivery: &Delivery,
+        reason: &str,
+    ) -> Result<(), Error> {
+        tracing::warn!(reason, "dead-lettering a message");
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        headers.insert(ERROR_HEADER.into(), AMQPValue::LongString(reason.into()));
+        let properties = delivery.properties.clone().with_headers(headers);
+        self.publish(&names.dead(), "", &delivery.data, properties)
+            .await
+    }
+}

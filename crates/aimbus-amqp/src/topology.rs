@@ -1,0 +1,112 @@
+//! Declares the AMQP contract's exchanges, queues and bindings. Every declaration is
+//! idempotent, so it runs at every start and after every reconnect.
+
+use aimbus_core::{AmqpConfig, QueueType, SystemInfo, interface};
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, ExchangeKind};
+
+use crate::Error;
+use crate::names::{INGRESS_ROUTING_KEY, Names};
+
+/// Highest priority a classic system queue honours (messages carry 0–9).
+const MAX_PRIORITY: u8 = 10;
+
+fn durable_exchange() -> ExchangeDeclareOptions {
+    ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    }
+}
+
+fn durable_queue() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    }
+}
+
+/// The bus's own exchanges and queues: ingress, deliver, dead letters, events.
+pub async fn declare_bus(channel: &Channel, names: &Names) -> Result<(), Error> {
+    let exchanges = [
+        (names.ingress(), ExchangeKind::Direct),
+        (names.deliver(), ExchangeKind::Topic),
+        (names.dead(), ExchangeKind::Fanout),
+        (names.events(), ExchangeKind::Topic),
+    ];
+    for (name, kind) in exchanges {
+        channel
+            .exchange_declare(name.into(), kind, durable_exchange(), FieldTable::default())
+            .await?;
+    }
+    let queues = [
+        (names.ingress(), names.ingress(), INGRESS_ROUTING_KEY),
+        (names.dead_letter_queue(), names.dead(), ""),
+    ];
+    for (queue, exchange, key) in queues {
+        channel
+            .queue_declare(
+                queue.as_str().into(),
+                durable_queue(),
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_bind(
+                queue.into(),
+                exchange.into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// A system's queue, bound on the deliver exchange with `<system_type>.<system_id>`.
+pub async fn declare_system_queue(
+    channel: &Channel,
+    names: &Names,
+    config: &AmqpConfig,
+    system: &SystemInfo,
+) -> Result<String, Error> {
+    // The `amqp` interface names the queue; the contract's name otherwise.
+    let queue = system
+        .interfaces
+        .get(interface::AMQP)
+        .cloned()
+        .unwrap_or_else(|| names.system_queue(&system.system_id));
+    let mut arguments = FieldTable::default();
+    match config.queue_type {
+        QueueType::Classic => {
+            arguments.insert(
+                "x-max-priority".into(),
+                AMQPValue::ShortShortUInt(MAX_PRIORITY),
+            );
+        }
+        QueueType::Quorum => {
+            arguments.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("quorum".into()),
+            );
+            arguments.insert(
+                "x-delivery-limit".into(),
+                AMQPValue::LongLongInt(i64::from(config.delivery_limit)),
+            );
+        }
+    }
+    channel
+        .queue_declare(queue.as_str().into(), durable_queue(), arguments)
+        .await?;
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            names.deliver().into(),
+            Names::system_routing_key(system).into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(queue)
+}

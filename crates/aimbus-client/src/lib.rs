@@ -1,0 +1,11 @@
+//! SDK for services taking part in aimbus: [`SystemWorker`] serves an AIM-OS system's
+//! queue, [`BusClient`] publishes messages to the bus and awaits replies.
+#![forbid(unsafe_code)]
+
+mod client;
+mod error;
+mod worker;
+
+pub use client::BusClient;
+pub use error::Error;
+pub use worker::{HandlerError, SystemWorker, WorkerOptions};

@@ -1,0 +1,291 @@
+//! The RabbitMQ bridge against the real broker (127.0.0.1:5672): each test runs in a
+//! namespace of its own, so tests never share a queue, and removes it afterwards.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use aimbus_actors::{InProcessTransport, RegistryHandle, RouterHandle, TransportSet};
+use aimbus_amqp::envelope::{self, ERROR_HEADER};
+use aimbus_amqp::{Bridge, INGRESS_ROUTING_KEY, Names, Publisher};
+use aimbus_client::{BusClient, HandlerError, SystemWorker, WorkerOptions};
+use aimbus_core::{Codec, Config, Format, IntegrationMessage, SystemInfo};
+use lapin::options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use serde_json::json;
+
+const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// A bus wired to RabbitMQ in a fresh namespace, with one AMQP system registered.
+struct AmqpBus {
+    config: Arc<Config>,
+    codec: Codec,
+    names: Names,
+    system: SystemInfo,
+    _bridge: Bridge,
+    router: RouterHandle,
+}
+
+async fn amqp_bus() -> AmqpBus {
+    let namespace = format!("aimbus-test-{}", uuid::Uuid::new_v4().simple());
+    let toml = format!("[amqp]\nurl = \"{URL}\"\nnamespace = \"{namespace}\"\n");
+    let config = Arc::new(Config::from_toml_str("test", &toml, Vec::new(), ".".into()).unwrap());
+    let codec = Codec::new(config.decode_limits());
+    let bridge = Bridge::connect(config.amqp(), codec)
+        .await
+        .expect("RabbitMQ runs on 127.0.0.1:5672");
+    let names = bridge.names().clone();
+    let system: SystemInfo = serde_json::from_value(json!({
+        "system_id": "hhni_101", "system_type": "hhni", "name": "HHNI", "version": "1.0.0",
+        "capabilities": ["search"],
+        "interfaces": {"amqp": names.system_queue("hhni_101")},
+    }))
+    .unwrap();
+    bridge.declare_systems([&system]).await.unwrap();
+    let transports = TransportSet::new(Arc::new(InProcessTransport::new()))
+        .with_interface("amqp", bridge.transport().await.unwrap());
+    let registry = RegistryHandle::start(config.supervision(), transports);
+    registry.register(system.clone()).await.unwrap();
+    let router = RouterHandle::start(Arc::clone(&config), registry)
+        .await
+        .unwrap();
+    bridge.start_ingress(router.clone()).await.unwrap();
+    AmqpBus {
+        config,
+        codec,
+        names,
+        system,
+        _bridge: bridge,
+        router,
+    }
+}
+
+impl AmqpBus {
+    /// Runs the system on the SDK with `handler`.
+    async fn serve<F, Fut>(&self, handler: F)
+    where
+        F: Fn(IntegrationMessage) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<
+                Output = Result<serde_json::Map<String, serde_json::Value>, HandlerError>,
+            > + Send
+            + 'static,
+    {
+        let options = WorkerOptions {
+            amqp: self.config.amqp().clone(),
+            prefetch: 8,
+        };
+        let worker = SystemWorker::connect(self.system.clone(), options, self.codec)
+            .await
+            .unwrap();
+        tokio::spawn(worker.serve(handler));
+    }
+
+    async fn client(&self) -> BusClient {
+        BusClient::connect(URL, &self.config.amqp().namespace, self.codec)
+            .await
+            .unwrap()
+    }
+
+    /// Deletes every queue and exchange of the namespace.
+    async fn remove(self) {
+        let connection = Connection::connect(URL, ConnectionProperties::default())
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        for queue in [
+            self.names.ingress(),
+            self.names.dead_letter_queue(),
+            self.names.system_queue("hhni_101"),
+        ] {
+            let _ = channel
+                .queue_delete(queue.into(), QueueDeleteOptions::default())
+                .await;
+        }
+        for exchange in [
+            self.names.ingress(),
+            self.names.deliver(),
+            self.names.dead(),
+            self.names.events(),
+        ] {
+            let _ = channel
+                .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+                .await;
+        }
+    }
+}
+
+async fn echo(
+    message: IntegrationMessage,
+) -> Result<serde_json::Map<String, serde_json::Value>, HandlerError> {
+    let mut payload = message.payload;
+    payload.insert("handled_by".into(), json!("hhni_101"));
+    Ok(payload)
+}
+
+#[actix_rt::test]
+async fn a_request_on_the_ingress_reaches_an_sdk_system_and_its_reply_comes_back() {
+    let bus = amqp_bus().await;
+    bus.serve(echo).await;
+    let client = bus.client().await;
+    for (n, format) in [Format::Json, Format::MessagePack].into_iter().enumerate() {
+        let payload = json!({"query": "fractal", "n": n})
+            .as_object()
+            .unwrap()
+            .clone();
+        let request = IntegrationMessage::new("cmc_001", "hhni_101", "data_request", payload);
+        let reply = client
+            .request(request.clone(), format, Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert_eq!(reply.outcome, "ok");
+        let message = reply.message;
+        assert_eq!(
+            message.correlation_id.as_deref(),
+            Some(request.message_id.as_str())
+        );
+        assert_eq!(message.source_system, "hhni_101");
+        assert_eq!(message.target_system, "cmc_001");
+        assert_eq!(message.message_type, "data_response");
+        assert_eq!(message.payload["query"], "fractal");
+        assert_eq!(message.payload["handled_by"], "hhni_101");
+    }
+    // The router reaches the same system over AMQP directly, by type.
+    let payload = json!({"direct": true}).as_object().unwrap().clone();
+    let routed = bus
+        .router
+        .route(IntegrationMessage::new(
+            "cmc_001",
+            "hhni",
+            "status_update",
+            payload,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(routed.served_by, "hhni_101");
+    assert_eq!(routed.reply.payload["direct"], true);
+    bus.remove().await;
+}
+
+#[actix_rt::test]
+async fn a_system_failure_comes_back_typed_and_a_rejection_is_not_retried() {
+    let bus = amqp_bus().await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = Arc::clone(&calls);
+    bus.serve(move |message: IntegrationMessage| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            Err(HandlerError::Rejected(format!(
+                "cannot read {}",
+                message.message_type
+            )))
+        }
+    })
+    .await;
+    let payload = json!({"q": 1}).as_object().unwrap().clone();
+    let err = bus
+        .router
+        .route(IntegrationMessage::new(
+            "cmc_001",
+            "hhni_101",
+            "data_request",
+            payload,
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("rejected: cannot read data_request"),
+        "{err}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    bus.remove().await;
+}
+
+#[actix_rt::test]
+async fn poison_and_unroutable_messages_are_dead_lettered_with_their_reason() {
+    let bus = amqp_bus().await;
+    bus.serve(echo).await;
+    let connection = Connection::connect(URL, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let publisher = Publisher::open(&connection).await.unwrap();
+    let garbage = b"{not json".to_vec();
+    let json = BasicProperties::default().with_content_type("application/json".into());
+    publisher
+        .publish(&bus.names.ingress(), INGRESS_ROUTING_KEY, &garbage, json)
+        .await
+        .unwrap();
+    let payload = json!({"q": 1}).as_object().unwrap().clone();
+    let lost = IntegrationMessage::new("cmc_001", "nobody_001", "data_request", payload);
+    let (body, properties) =
+        envelope::encode(&bus.codec, Format::Json, &lost, &Default::default()).unwrap();
+    publisher
+        .publish(&bus.names.ingress(), INGRESS_ROUTING_KEY, &body, properties)
+        .await
+        .unwrap();
+
+    let channel = connection.create_channel().await.unwrap();
+    let mut dead = Vec::new();
+    for _ in 0..200 {
+        let got = channel
+            .basic_get(
+                bus.names.dead_letter_queue().into(),
+                BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap();
+        if let Some(message) = got {
+            let reason = envelope::header(&message.delivery.properties, ERROR_HEADER).unwrap();
+            dead.push((reason, message.delivery.data.clone()));
+            if dead.len() == 2 {
+                break;
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    dead.sort();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert!(
+        dead[0].0.starts_with("decode: cannot decode json"),
+        "{}",
+        dead[0].0
+    );
+    assert_eq!(dead[0].1, garbage, "the body is kept intact");
+    assert!(dead[1].0.starts_with("unknown_target: "), "{}", dead[1].0);
+    assert_eq!(dead[1].1, body);
+    // The consumer kept going: a good message still gets its reply.
+    let client = bus.client().await;
+    let payload = json!({"after": "poison"}).as_object().unwrap().clone();
+    let request = IntegrationMessage::new("cmc_001", "hhni_101", "status_update", payload);
+    client
+        .request(request, Format::Json, Duration::from_secs(20))
+        .await
+        .unwrap();
+    bus.remove().await;
+}
+
+#[actix_rt::test]
+async fn a_redelivered_message_is_answered_again_but_handled_once() {
+    let bus = amqp_bus().await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = Arc::clone(&calls);
+    bus.serve(move |message: IntegrationMessage| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        echo(message)
+    })
+    .await;
+    let client = bus.client().await;
+    let payload = json!({"once": true}).as_object().unwrap().clone();
+    let request = IntegrationMessage::new("cmc_001", "hhni_101", "status_update", payload);
+    for _ in 0..2 {
+        // The same message id twice, as a publisher retrying after a lost confirm would.
+        let reply = client
+            .request(request.clone(), Format::Json, Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert_eq!(reply.message.payload["once"], true);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    bus.remove().await;
+}
