@@ -29,6 +29,15 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum SystemsCommand {
+    #[command(flatten)]
+    Query(QueryCommand),
+    /// Run configured systems as simulated workers over RabbitMQ, until Ctrl-C.
+    Simulate(SimulateArgs),
+}
+
+/// Questions about the configured registry.
+#[derive(Debug, Subcommand)]
+pub enum QueryCommand {
     /// List the registered systems.
     List {
         #[command(flatten)]
@@ -48,6 +57,22 @@ pub enum SystemsCommand {
         #[command(flatten)]
         output: Output,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Simulate every configured system.
+    #[arg(long, conflicts_with = "system")]
+    pub all: bool,
+    /// Simulate this system (repeat for several).
+    #[arg(long = "system", value_name = "ID")]
+    pub system: Vec<String>,
+    /// Time each answer takes, in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    pub latency_ms: u64,
+    /// Share of messages that fail (retryably), from 0.0 to 1.0.
+    #[arg(long, default_value_t = 0.0)]
+    pub failure_rate: f64,
 }
 
 #[derive(Debug, Args)]

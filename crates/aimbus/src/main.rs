@@ -4,6 +4,8 @@
 
 mod cli;
 mod serve;
+mod signals;
+mod simulate;
 mod systems;
 
 use std::io::IsTerminal;
@@ -13,7 +15,7 @@ use aimbus_core::{Config, LogLevel, SystemsFile};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, SystemsCommand};
 
 /// Routing allocates a few small objects per message; mimalloc serves those faster than
 /// the system allocator (`benches/route` measures with it too).
@@ -36,7 +38,8 @@ fn main() -> ExitCode {
     init_logging(config.monitoring().log_level);
     let outcome = match cli.command {
         Command::Serve => serve::run(&config, &systems),
-        Command::Systems(command) => systems::run(systems.registry(), command),
+        Command::Systems(SystemsCommand::Simulate(args)) => simulate::run(&config, &systems, &args),
+        Command::Systems(SystemsCommand::Query(query)) => systems::run(systems.registry(), query),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,6 +8,8 @@ use aimbus_actors::{InProcessTransport, RouterHandle, TransportSet, start_regist
 use aimbus_amqp::Bridge;
 use aimbus_core::{Codec, Config, SystemsFile, interface};
 
+use crate::signals::ShutdownSignals;
+
 pub fn run(config: &Config, systems: &SystemsFile) -> anyhow::Result<()> {
     actix::System::new().block_on(async move {
         // Installed before anything else, so a signal sent from then on is always
@@ -69,44 +71,6 @@ async fn connect(config: &Config, codec: Codec) -> anyhow::Result<Bridge> {
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(10));
             }
-        }
-    }
-}
-
-/// SIGINT (Ctrl-C) and SIGTERM (what `docker stop` sends).
-struct ShutdownSignals {
-    #[cfg(unix)]
-    interrupt: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl ShutdownSignals {
-    fn install() -> std::io::Result<ShutdownSignals> {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            Ok(ShutdownSignals {
-                interrupt: signal(SignalKind::interrupt())?,
-                terminate: signal(SignalKind::terminate())?,
-            })
-        }
-        #[cfg(not(unix))]
-        Ok(ShutdownSignals {})
-    }
-
-    async fn recv(&mut self) -> &'static str {
-        #[cfg(unix)]
-        {
-            tokio::select! {
-                _ = self.interrupt.recv() => "SIGINT",
-                _ = self.terminate.recv() => "SIGTERM",
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-            "ctrl-c"
         }
     }
 }

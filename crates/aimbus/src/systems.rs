@@ -7,11 +7,11 @@ use anyhow::Context;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;
 
-use crate::cli::{ListFilter, SystemsCommand};
+use crate::cli::{ListFilter, QueryCommand};
 
-pub fn run(registry: &Registry, command: SystemsCommand) -> anyhow::Result<()> {
+pub fn run(registry: &Registry, command: QueryCommand) -> anyhow::Result<()> {
     let text = match command {
-        SystemsCommand::List { filter, output } => {
+        QueryCommand::List { filter, output } => {
             let systems = filtered(registry, &filter)?;
             if output.json {
                 to_json(&systems)?
@@ -19,7 +19,7 @@ pub fn run(registry: &Registry, command: SystemsCommand) -> anyhow::Result<()> {
                 list_table(&systems)
             }
         }
-        SystemsCommand::Show { system_id, output } => {
+        QueryCommand::Show { system_id, output } => {
             let system = known(registry, &system_id)?;
             let dependents = registry.dependents(&system_id);
             if output.json {
@@ -34,7 +34,7 @@ pub fn run(registry: &Registry, command: SystemsCommand) -> anyhow::Result<()> {
                 show_table(system, &dependents)
             }
         }
-        SystemsCommand::Chain { system_id, output } => {
+        QueryCommand::Chain { system_id, output } => {
             let chain = registry.dependency_chain(&system_id)?;
             if output.json {
                 to_json(&json!({"system_id": system_id, "chain": chain}))?

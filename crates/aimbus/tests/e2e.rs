@@ -1,0 +1,139 @@
+//! The whole bus as a user runs it: `aimbus serve` and `aimbus systems simulate --all`
+//! as processes on the real broker, and a client that publishes to the ingress.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aimbus_amqp::Names;
+use aimbus_client::BusClient;
+use aimbus_core::{Codec, Config, Format, IntegrationMessage, SystemsFile};
+use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::{Connection, ConnectionProperties};
+use serde_json::json;
+
+const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/aimbus.toml");
+const SHIPPED_SYSTEMS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/systems.toml");
+
+/// The shipped configuration, with the systems' queues moved into `namespace`.
+fn config_in(namespace: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(SHIPPED, dir.path().join("aimbus.toml")).unwrap();
+    let systems = std::fs::read_to_string(SHIPPED_SYSTEMS).unwrap().replace(
+        "amqp = \"aimbus.system.",
+        &format!("amqp = \"{namespace}.system."),
+    );
+    std::fs::write(dir.path().join("systems.toml"), systems).unwrap();
+    let path = dir.path().join("aimbus.toml");
+    (dir, path)
+}
+
+/// Starts `aimbus <args>` in `namespace` and waits for `ready` in its log.
+fn start(config: &std::path::Path, namespace: &str, args: &[&str], ready: &str) -> Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aimbus"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("AIMBUS_AMQP__NAMESPACE", namespace)
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "`aimbus {args:?}` never logged {ready:?}"
+        );
+        let line = lines.next().expect("still logging").unwrap();
+        if line.contains(ready) {
+            break;
+        }
+    }
+    // Keep draining the log so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    child
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_and_simulated_systems_answer_a_client_over_rabbitmq() {
+    let namespace = format!("aimbus-e2e-{}", uuid::Uuid::new_v4().simple());
+    let (_dir, path) = config_in(&namespace);
+    let serve = start(&path, &namespace, &["serve"], "aimbus is serving");
+    let simulate = start(
+        &path,
+        &namespace,
+        &["systems", "simulate", "--all"],
+        "simulated systems serving",
+    );
+
+    let config = Config::load(&path, Vec::new()).unwrap();
+    let codec = Codec::new(config.decode_limits());
+    let client = BusClient::connect(&config.amqp().url, &namespace, codec)
+        .await
+        .unwrap();
+    for (target, message_type) in [("hhni_001", "data_request"), ("vif", "status_update")] {
+        let payload = json!({"query": "what is known"})
+            .as_object()
+            .unwrap()
+            .clone();
+        let request = IntegrationMessage::new("cmc_001", target, message_type, payload);
+        let reply = client
+            .request(
+                request.clone(),
+                Format::MessagePack,
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+        assert_eq!(reply.outcome, "ok");
+        assert_eq!(
+            reply.message.correlation_id.as_deref(),
+            Some(request.message_id.as_str())
+        );
+        assert_eq!(reply.message.payload["status"], "success");
+        assert!(
+            reply.message.source_system.starts_with(target),
+            "{target}: {:?}",
+            reply.message
+        );
+    }
+    stop(simulate);
+    stop(serve);
+
+    let names = Names::new(&namespace);
+    let connection = Connection::connect(&config.amqp().url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let systems = SystemsFile::load(&config.systems_file()).unwrap();
+    let queues = systems
+        .systems()
+        .iter()
+        .map(|s| names.system_queue(&s.system_id));
+    for queue in queues.chain([names.ingress(), names.dead_letter_queue()]) {
+        let _ = channel
+            .queue_delete(queue.into(), QueueDeleteOptions::default())
+            .await;
+    }
+    for exchange in [
+        names.ingress(),
+        names.deliver(),
+        names.dead(),
+        names.events(),
+    ] {
+        let _ = channel
+            .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+            .await;
+    }
+}
