@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aimbus_actors::{InProcessTransport, RegistryHandle, RouterHandle, TransportSet};
 use aimbus_amqp::envelope::{self, ERROR_HEADER};
-use aimbus_amqp::{Bridge, INGRESS_ROUTING_KEY, Names, Publisher};
+use aimbus_amqp::{Bridge, DeadLetters, INGRESS_ROUTING_KEY, Names, Publisher, Selection};
 use aimbus_client::{BusClient, HandlerError, SystemWorker, WorkerOptions};
 use aimbus_core::{Codec, Config, Format, IntegrationMessage, SystemInfo};
 use lapin::options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions};
@@ -22,7 +22,8 @@ struct AmqpBus {
     codec: Codec,
     names: Names,
     system: SystemInfo,
-    _bridge: Bridge,
+    bridge: Bridge,
+    registry: RegistryHandle,
     router: RouterHandle,
 }
 
@@ -46,7 +47,7 @@ async fn amqp_bus() -> AmqpBus {
         .with_interface("amqp", bridge.transport().await.unwrap());
     let registry = RegistryHandle::start(config.supervision(), transports);
     registry.register(system.clone()).await.unwrap();
-    let router = RouterHandle::start(Arc::clone(&config), registry)
+    let router = RouterHandle::start(Arc::clone(&config), registry.clone())
         .await
         .unwrap();
     bridge.start_ingress(router.clone()).await.unwrap();
@@ -55,7 +56,8 @@ async fn amqp_bus() -> AmqpBus {
         codec,
         names,
         system,
-        _bridge: bridge,
+        bridge,
+        registry,
         router,
     }
 }
@@ -70,11 +72,22 @@ impl AmqpBus {
             > + Send
             + 'static,
     {
+        self.serve_system(self.system.clone(), handler).await;
+    }
+
+    async fn serve_system<F, Fut>(&self, system: SystemInfo, handler: F)
+    where
+        F: Fn(IntegrationMessage) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<
+                Output = Result<serde_json::Map<String, serde_json::Value>, HandlerError>,
+            > + Send
+            + 'static,
+    {
         let options = WorkerOptions {
             amqp: self.config.amqp().clone(),
             prefetch: 8,
         };
-        let worker = SystemWorker::connect(self.system.clone(), options, self.codec)
+        let worker = SystemWorker::connect(system, options, self.codec)
             .await
             .unwrap();
         tokio::spawn(worker.serve(handler));
@@ -96,6 +109,8 @@ impl AmqpBus {
             self.names.ingress(),
             self.names.dead_letter_queue(),
             self.names.system_queue("hhni_101"),
+            self.names.system_queue("late_001"),
+            format!("{}.replies", self.names.ingress()),
         ] {
             let _ = channel
                 .queue_delete(queue.into(), QueueDeleteOptions::default())
@@ -287,5 +302,93 @@ async fn a_redelivered_message_is_answered_again_but_handled_once() {
         assert_eq!(reply.message.payload["once"], true);
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+    bus.remove().await;
+}
+
+#[actix_rt::test]
+async fn dead_letters_are_listed_and_replayed_once_their_cause_is_fixed() {
+    let bus = amqp_bus().await;
+    let connection = Connection::connect(URL, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let replies = format!("{}.replies", bus.names.ingress());
+    channel
+        .queue_declare(
+            replies.as_str().into(),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let publisher = Publisher::open(&connection).await.unwrap();
+    let payload = json!({"q": "early"}).as_object().unwrap().clone();
+    let mut early = IntegrationMessage::new("cmc_001", "late_001", "status_update", payload);
+    early.reply_to = Some(replies.clone());
+    let (body, properties) =
+        envelope::encode(&bus.codec, Format::Json, &early, &Default::default()).unwrap();
+    publisher
+        .publish(&bus.names.ingress(), INGRESS_ROUTING_KEY, &body, properties)
+        .await
+        .unwrap();
+
+    let dead = DeadLetters::open(&connection, bus.names.clone())
+        .await
+        .unwrap();
+    let mut listed = Vec::new();
+    for _ in 0..100 {
+        listed = dead.list(10).await.unwrap();
+        if !listed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed[0].message_id.as_deref(),
+        Some(early.message_id.as_str())
+    );
+    assert!(
+        listed[0].reason.starts_with("unknown_target: "),
+        "{}",
+        listed[0].reason
+    );
+    assert_eq!(listed[0].source.as_deref(), Some("cmc_001"));
+    assert_eq!(
+        dead.list(10).await.unwrap().len(),
+        1,
+        "listing leaves them in the queue"
+    );
+
+    // The cause goes away: late_001 registers and starts serving.
+    let late: SystemInfo = serde_json::from_value(json!({
+        "system_id": "late_001", "system_type": "custom_late", "name": "Late", "version": "1",
+        "interfaces": {"amqp": bus.names.system_queue("late_001")},
+    }))
+    .unwrap();
+    bus.bridge.declare_systems([&late]).await.unwrap();
+    bus.registry.register(late.clone()).await.unwrap();
+    bus.serve_system(late, echo).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let others = Selection::Ids(vec!["some-other-id".into()]);
+    assert_eq!(dead.replay(&others, 10).await.unwrap(), 0);
+    let this_one = Selection::Ids(vec![early.message_id.clone()]);
+    assert_eq!(dead.replay(&this_one, 10).await.unwrap(), 1);
+    let mut reply = None;
+    for _ in 0..200 {
+        reply = channel
+            .basic_get(replies.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap();
+        if reply.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reply = reply.expect("the replayed message was answered");
+    let correlation = reply.delivery.properties.correlation_id().clone().unwrap();
+    assert_eq!(correlation.as_str(), early.message_id);
+    assert!(dead.list(10).await.unwrap().is_empty());
     bus.remove().await;
 }

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod bridge;
+mod dead_letters;
 mod dedup;
 pub mod envelope;
 mod error;
@@ -14,6 +15,7 @@ pub mod topology;
 mod transport;
 
 pub use bridge::Bridge;
+pub use dead_letters::{DeadLetter, DeadLetters, Selection};
 pub use dedup::DedupWindow;
 pub use error::Error;
 pub use names::{INGRESS_ROUTING_KEY, Names};

@@ -25,6 +25,33 @@ pub enum Command {
     /// Inspect the systems the configuration registers.
     #[command(subcommand)]
     Systems(SystemsCommand),
+    /// Inspect and replay the dead-letter queue.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters (they stay in the queue): reason, ids, age.
+    List {
+        /// Dead letters shown, at most.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Send dead letters back to the ingress, as they came in.
+    Replay {
+        /// Replay every dead letter (up to --limit).
+        #[arg(long, conflicts_with = "id", required_unless_present = "id")]
+        all: bool,
+        /// Replay the dead letter with this message id (repeat for several).
+        #[arg(long)]
+        id: Vec<String>,
+        /// Dead letters looked at, at most.
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]

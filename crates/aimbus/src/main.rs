@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod dlq;
 mod serve;
 mod signals;
 mod simulate;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         Command::Serve => serve::run(&config, &systems),
         Command::Systems(SystemsCommand::Simulate(args)) => simulate::run(&config, &systems, &args),
         Command::Systems(SystemsCommand::Query(query)) => systems::run(systems.registry(), query),
+        Command::Dlq(command) => dlq::run(&config, command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
