@@ -392,3 +392,57 @@ async fn dead_letters_are_listed_and_replayed_once_their_cause_is_fixed() {
     assert!(dead.list(10).await.unwrap().is_empty());
     bus.remove().await;
 }
+
+/// The contract holds for any language: a Python client (pika, msgpack) publishes a
+/// MessagePack and a JSON message with `reply_to` and gets both routed replies.
+#[actix_rt::test]
+async fn a_python_client_speaks_the_contract_in_msgpack_and_json() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/interop/publish.py");
+    let has_pika = std::process::Command::new("python3")
+        .args(["-c", "import pika, msgpack"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_pika {
+        // `.ci/run` installs them; elsewhere, say so rather than fail.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "python3 lacks pika or msgpack"
+        );
+        eprintln!("skipped: pip install pika msgpack to run the interop test");
+        return;
+    }
+    let bus = amqp_bus().await;
+    bus.serve(echo).await;
+    let namespace = bus.config.amqp().namespace.clone();
+    let output = tokio::process::Command::new("python3")
+        .args([script, URL, &namespace, "hhni_101"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answers: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    let mut formats: Vec<&str> = answers
+        .iter()
+        .map(|a| a["content_type"].as_str().unwrap())
+        .collect();
+    formats.sort();
+    assert_eq!(
+        formats,
+        ["application/json", "application/msgpack"],
+        "each reply in its request's format"
+    );
+    for answer in &answers {
+        assert_eq!(answer["sent_as"], answer["content_type"]);
+        let reply = &answer["reply"];
+        assert_eq!(reply["correlation_id"], answer["correlation_id"]);
+        assert_eq!(reply["source_system"], "hhni_101");
+        assert_eq!(reply["message_type"], "data_response");
+        assert_eq!(reply["payload"]["query"], "from python");
+    }
+    bus.remove().await;
+}
