@@ -1,0 +1,330 @@
+//! 1 KiB persistent messages with confirms, publisher → `<ns>.ingress` → bus → system
+//! queue → SDK echo consumer, against a minimal raw lapin relay (consume one queue,
+//! publish to another with confirms, ack after the confirm) on the same broker, in the
+//! same run. Needs RabbitMQ on 127.0.0.1:5672.
+//!
+//! Run: `cargo bench -p aimbus-benches --bench amqp` (`-- --messages N` to resize).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aimbus_actors::{InProcessTransport, RegistryHandle, RouterHandle, TransportSet};
+use aimbus_amqp::envelope::{self, Routing};
+use aimbus_amqp::{Bridge, INGRESS_ROUTING_KEY, Names, Publisher};
+use aimbus_client::{SystemWorker, WorkerOptions};
+use aimbus_core::{Codec, Config, Format, IntegrationMessage, SystemInfo};
+use chrono::Utc;
+use hdrhistogram::Histogram;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ExchangeDeleteOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use serde_json::json;
+use tokio_stream::StreamExt;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// Publishes in flight at once (each awaits its own confirm).
+const PUBLISHERS: usize = 64;
+/// Unacknowledged messages a consumer holds, for the bus's ingress and the relay alike.
+const PREFETCH: u16 = 64;
+
+/// What the consuming end saw: how many, and their end-to-end latencies.
+struct Sink {
+    received: AtomicUsize,
+    latencies: Mutex<Histogram<u64>>,
+}
+
+impl Sink {
+    fn new() -> Arc<Sink> {
+        Arc::new(Sink {
+            received: AtomicUsize::new(0),
+            latencies: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).unwrap()),
+        })
+    }
+
+    fn record(&self, sent_at_micros: i64) {
+        let micros = (Utc::now().timestamp_micros() - sent_at_micros).max(1) as u64;
+        self.latencies.lock().unwrap().saturating_record(micros);
+        self.received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    async fn wait_for(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while self.received.load(Ordering::Relaxed) < n {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} arrived",
+                self.received.load(Ordering::Relaxed)
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+/// Publishes `n` bodies from `make` with `PUBLISHERS` confirms in flight; returns when
+/// all are confirmed.
+async fn publish_all(
+    publisher: &Publisher,
+    exchange: &str,
+    routing_key: &str,
+    n: usize,
+    make: impl Fn() -> (Vec<u8>, BasicProperties) + Send + Sync + 'static,
+) {
+    let make = Arc::new(make);
+    let next = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..PUBLISHERS)
+        .map(|_| {
+            let (publisher, make, next) = (publisher.clone(), Arc::clone(&make), Arc::clone(&next));
+            let (exchange, routing_key) = (exchange.to_owned(), routing_key.to_owned());
+            tokio::spawn(async move {
+                while next.fetch_add(1, Ordering::Relaxed) < n {
+                    let (body, properties) = make();
+                    publisher
+                        .publish(&exchange, &routing_key, &body, properties)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+fn kib_payload() -> serde_json::Map<String, serde_json::Value> {
+    json!({"blob": "x".repeat(1000)})
+        .as_object()
+        .unwrap()
+        .clone()
+}
+
+/// The bus path: returns messages per second and the sink's latencies.
+async fn bus_path(namespace: &str, n: usize) -> (f64, Histogram<u64>) {
+    let toml = format!(
+        "[amqp]\nurl = \"{URL}\"\nnamespace = \"{namespace}\"\nprefetch = {PREFETCH}\n\
+         [rate_limiting]\nrate_limit_requests_per_minute = 10000000\nrate_limit_burst_size = 1000000\n\
+         [core]\nmax_concurrent_requests = 1000\nmax_concurrent_requests_per_system = 1000\n"
+    );
+    let config = Arc::new(Config::from_toml_str("bench", &toml, Vec::new(), ".".into()).unwrap());
+    let codec = Codec::new(config.decode_limits());
+    let bridge = Bridge::connect(config.amqp(), codec)
+        .await
+        .expect("RabbitMQ on 127.0.0.1:5672");
+    let names = bridge.names().clone();
+    let system: SystemInfo = serde_json::from_value(json!({
+        "system_id": "bench_001", "system_type": "hhni", "name": "Bench", "version": "1",
+        "interfaces": {"amqp": names.system_queue("bench_001")},
+    }))
+    .unwrap();
+    bridge.declare_systems([&system]).await.unwrap();
+    let transports = TransportSet::new(Arc::new(InProcessTransport::new()))
+        .with_interface("amqp", bridge.transport().await.unwrap());
+    let registry = RegistryHandle::start(config.supervision(), transports);
+    registry.register(system.clone()).await.unwrap();
+    let router = RouterHandle::start(Arc::clone(&config), registry)
+        .await
+        .unwrap();
+    bridge.start_ingress(router).await.unwrap();
+
+    let sink = Sink::new();
+    let counting = Arc::clone(&sink);
+    let options = WorkerOptions {
+        amqp: config.amqp().clone(),
+        prefetch: PREFETCH,
+    };
+    let worker = SystemWorker::connect(system, options, codec).await.unwrap();
+    tokio::spawn(worker.serve(move |message: IntegrationMessage| {
+        if message.message_type != "health_check" {
+            counting.record(message.timestamp.timestamp_micros());
+        }
+        async move { Ok(message.payload) }
+    }));
+
+    let connection = Connection::connect(URL, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let publisher = Publisher::open(&connection).await.unwrap();
+    let started = Instant::now();
+    publish_all(
+        &publisher,
+        &names.ingress(),
+        INGRESS_ROUTING_KEY,
+        n,
+        move || {
+            let message =
+                IntegrationMessage::new("cmc_001", "bench_001", "status_update", kib_payload());
+            envelope::encode(&codec, Format::MessagePack, &message, &Routing::default()).unwrap()
+        },
+    )
+    .await;
+    sink.wait_for(n).await;
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let latencies = sink.latencies.lock().unwrap().clone();
+    remove(
+        &connection,
+        &names,
+        &[
+            names.ingress(),
+            names.dead_letter_queue(),
+            names.system_queue("bench_001"),
+        ],
+    )
+    .await;
+    (rate, latencies)
+}
+
+/// The baseline: a relay that consumes one queue and republishes to another with
+/// confirms, acking after the confirm, and a sink on the other queue.
+async fn raw_relay(namespace: &str, n: usize) -> (f64, Histogram<u64>) {
+    let connection = Connection::connect(URL, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let (input, output) = (
+        format!("{namespace}.relay.in"),
+        format!("{namespace}.relay.out"),
+    );
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    for queue in [&input, &output] {
+        channel
+            .queue_declare(queue.as_str().into(), durable, FieldTable::default())
+            .await
+            .unwrap();
+    }
+    channel
+        .basic_qos(PREFETCH, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let mut relay_in = channel
+        .basic_consume(
+            input.as_str().into(),
+            "relay".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let relay_out = Publisher::open(&connection).await.unwrap();
+    let forward_to = output.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(delivery)) = relay_in.next().await {
+            let relay_out = relay_out.clone();
+            let forward_to = forward_to.clone();
+            tokio::spawn(async move {
+                let properties = delivery.properties.clone();
+                relay_out
+                    .publish("", &forward_to, &delivery.data, properties)
+                    .await
+                    .unwrap();
+                delivery.ack(BasicAckOptions::default()).await.unwrap();
+            });
+        }
+    });
+    let sink = Sink::new();
+    let counting = Arc::clone(&sink);
+    let sink_channel = connection.create_channel().await.unwrap();
+    sink_channel
+        .basic_qos(PREFETCH, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let mut sink_in = sink_channel
+        .basic_consume(
+            output.as_str().into(),
+            "sink".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        while let Some(Ok(delivery)) = sink_in.next().await {
+            let sent: i64 = delivery.properties.timestamp().map_or(0, |t| t as i64);
+            counting.record(sent);
+            delivery.ack(BasicAckOptions::default()).await.unwrap();
+        }
+    });
+
+    let publisher = Publisher::open(&connection).await.unwrap();
+    let started = Instant::now();
+    publish_all(&publisher, "", &input, n, || {
+        let body = vec![b'x'; 1024];
+        // Microseconds here, so the sink can time the trip as the bus path does.
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_timestamp(Utc::now().timestamp_micros() as u64);
+        (body, properties)
+    })
+    .await;
+    sink.wait_for(n).await;
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let latencies = sink.latencies.lock().unwrap().clone();
+    remove(&connection, &Names::new(namespace), &[input, output]).await;
+    (rate, latencies)
+}
+
+async fn remove(connection: &Connection, names: &Names, queues: &[String]) {
+    let channel = connection.create_channel().await.unwrap();
+    for queue in queues {
+        let _ = channel
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+    for exchange in [
+        names.ingress(),
+        names.deliver(),
+        names.dead(),
+        names.events(),
+    ] {
+        let _ = channel
+            .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+            .await;
+    }
+}
+
+fn main() {
+    let n = std::env::args()
+        .skip_while(|a| a != "--messages")
+        .nth(1)
+        .map_or(20_000, |v| v.parse().expect("--messages takes a number"));
+    let namespace = format!("aimbus-bench-{}", std::process::id());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (raw_rate, raw) = runtime.block_on(raw_relay(&namespace, n));
+    // The bus runs its actors on an actix system; the SDK and publisher on tokio tasks.
+    let (bus_rate, bus) = actix::System::new().block_on(bus_path(&namespace, n));
+    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1e3;
+    println!(
+        "{n} messages of 1 KiB, persistent, confirmed; {PUBLISHERS} publishes and {PREFETCH} deliveries in flight"
+    );
+    println!(
+        "raw lapin relay  {raw_rate:>9.0} msg/s   p50 {:>7.2} ms   p99 {:>7.2} ms",
+        ms(&raw, 0.5),
+        ms(&raw, 0.99)
+    );
+    println!(
+        "aimbus           {bus_rate:>9.0} msg/s   p50 {:>7.2} ms   p99 {:>7.2} ms",
+        ms(&bus, 0.5),
+        ms(&bus, 0.99)
+    );
+    let result = json!({
+        "bench": "amqp",
+        "messages": n,
+        "raw_relay_msgs_per_sec": raw_rate,
+        "aimbus_msgs_per_sec": bus_rate,
+        "ratio": bus_rate / raw_rate,
+        "raw_p50_ms": ms(&raw, 0.5),
+        "raw_p99_ms": ms(&raw, 0.99),
+        "aimbus_p50_ms": ms(&bus, 0.5),
+        "aimbus_p99_ms": ms(&bus, 0.99),
+    });
+    println!("RESULT {result}");
+}
