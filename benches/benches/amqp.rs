@@ -114,9 +114,7 @@ async fn bus_path(namespace: &str, n: usize) -> (f64, Histogram<u64>) {
     );
     let config = Arc::new(Config::from_toml_str("bench", &toml, Vec::new(), ".".into()).unwrap());
     let codec = Codec::new(config.decode_limits());
-    let bridge = Bridge::connect(config.amqp(), codec)
-        .await
-        .expect("RabbitMQ on 127.0.0.1:5672");
+    let bridge = Bridge::new(config.amqp(), codec);
     let names = bridge.names().clone();
     let system: SystemInfo = serde_json::from_value(json!({
         "system_id": "bench_001", "system_type": "hhni", "name": "Bench", "version": "1",
@@ -125,13 +123,14 @@ async fn bus_path(namespace: &str, n: usize) -> (f64, Histogram<u64>) {
     .unwrap();
     bridge.declare_systems([&system]).await.unwrap();
     let transports = TransportSet::new(Arc::new(InProcessTransport::new()))
-        .with_interface("amqp", bridge.transport().await.unwrap());
+        .with_interface("amqp", bridge.transport());
     let registry = RegistryHandle::start(config.supervision(), transports);
     registry.register(system.clone()).await.unwrap();
     let router = RouterHandle::start(Arc::clone(&config), registry)
         .await
         .unwrap();
-    bridge.start_ingress(router).await.unwrap();
+    bridge.start(router);
+    bridge.wait_connected().await;
 
     let sink = Sink::new();
     let counting = Arc::clone(&sink);

@@ -22,7 +22,7 @@ struct AmqpBus {
     codec: Codec,
     names: Names,
     system: SystemInfo,
-    bridge: Bridge,
+    bridge: Arc<Bridge>,
     registry: RegistryHandle,
     router: RouterHandle,
 }
@@ -32,9 +32,7 @@ async fn amqp_bus() -> AmqpBus {
     let toml = format!("[amqp]\nurl = \"{URL}\"\nnamespace = \"{namespace}\"\n");
     let config = Arc::new(Config::from_toml_str("test", &toml, Vec::new(), ".".into()).unwrap());
     let codec = Codec::new(config.decode_limits());
-    let bridge = Bridge::connect(config.amqp(), codec)
-        .await
-        .expect("RabbitMQ runs on 127.0.0.1:5672");
+    let bridge = Bridge::new(config.amqp(), codec);
     let names = bridge.names().clone();
     let system: SystemInfo = serde_json::from_value(json!({
         "system_id": "hhni_101", "system_type": "hhni", "name": "HHNI", "version": "1.0.0",
@@ -44,13 +42,16 @@ async fn amqp_bus() -> AmqpBus {
     .unwrap();
     bridge.declare_systems([&system]).await.unwrap();
     let transports = TransportSet::new(Arc::new(InProcessTransport::new()))
-        .with_interface("amqp", bridge.transport().await.unwrap());
+        .with_interface("amqp", bridge.transport());
     let registry = RegistryHandle::start(config.supervision(), transports);
     registry.register(system.clone()).await.unwrap();
     let router = RouterHandle::start(Arc::clone(&config), registry.clone())
         .await
         .unwrap();
-    bridge.start_ingress(router.clone()).await.unwrap();
+    bridge.start(router.clone());
+    tokio::time::timeout(Duration::from_secs(30), bridge.wait_connected())
+        .await
+        .expect("RabbitMQ runs on 127.0.0.1:5672");
     AmqpBus {
         config,
         codec,

@@ -1,8 +1,10 @@
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aimbus_actors::RouterHandle;
 use aimbus_core::{AmqpConfig, Codec, QueueType, SystemInfo, interface};
 use lapin::{Connection, ConnectionProperties};
+use tokio::sync::watch;
 
 use crate::names::Names;
 use crate::publisher::Publisher;
@@ -10,27 +12,37 @@ use crate::replies::ReplyInbox;
 use crate::transport::AmqpTransport;
 use crate::{Error, ingress, topology};
 
-/// The bus's connection to RabbitMQ: it declares the contract's topology and starts the
-/// AMQP transport and the ingress consumer on it.
+/// Longest wait between two connection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// The bus's link to RabbitMQ. Once started, it keeps itself connected: it connects
+/// (waiting with backoff while the broker is away), declares the topology, attaches the
+/// AMQP transport and starts the ingress consumer; when the connection drops it detaches
+/// them and starts over. Nothing acknowledged is lost meanwhile: unacknowledged ingress
+/// messages return to their queue, and failed deliveries are retried by the router.
 pub struct Bridge {
-    connection: Connection,
-    names: Names,
     config: AmqpConfig,
     codec: Codec,
+    names: Names,
+    transport: Arc<AmqpTransport>,
+    connected: watch::Sender<bool>,
+    /// Systems whose queues are declared at every (re)connect.
+    systems: Mutex<Vec<SystemInfo>>,
+    current: Mutex<Option<Arc<Connection>>>,
 }
 
 impl Bridge {
-    /// Connects and declares the bus's exchanges and queues.
-    pub async fn connect(config: &AmqpConfig, codec: Codec) -> Result<Bridge, Error> {
-        let connection = Connection::connect(&config.url, ConnectionProperties::default()).await?;
+    pub fn new(config: &AmqpConfig, codec: Codec) -> Arc<Bridge> {
         let names = Names::new(&config.namespace);
-        let channel = connection.create_channel().await?;
-        topology::declare_bus(&channel, &names).await?;
-        Ok(Bridge {
-            connection,
-            names,
+        let priorities = config.queue_type == QueueType::Classic;
+        Arc::new(Bridge {
             config: config.clone(),
             codec,
+            transport: Arc::new(AmqpTransport::new(names.clone(), codec, priorities)),
+            names,
+            connected: watch::channel(false).0,
+            systems: Mutex::default(),
+            current: Mutex::default(),
         })
     }
 
@@ -38,55 +50,101 @@ impl Bridge {
         &self.names
     }
 
-    pub fn is_connected(&self) -> bool {
-        self.connection.status().connected()
+    /// The transport that carries traffic to systems over AMQP, whatever the connection.
+    pub fn transport(&self) -> Arc<AmqpTransport> {
+        Arc::clone(&self.transport)
     }
 
-    /// Declares the queue of every system with an `amqp` interface, so messages sent
-    /// before its worker starts are kept for it.
+    pub fn is_connected(&self) -> bool {
+        *self.connected.borrow()
+    }
+
+    /// Resolves once the bridge is connected (at once if it is).
+    pub async fn wait_connected(&self) {
+        let mut connected = self.connected.subscribe();
+        let _ = connected.wait_for(|c| *c).await;
+    }
+
+    /// Declares the queue of every system with an `amqp` interface, now if connected and
+    /// again after every reconnect, so messages sent before its worker starts are kept.
     pub async fn declare_systems<'s>(
         &self,
         systems: impl IntoIterator<Item = &'s SystemInfo>,
     ) -> Result<(), Error> {
-        let channel = self.connection.create_channel().await?;
-        for system in systems {
-            if system.interfaces.contains_key(interface::AMQP) {
-                topology::declare_system_queue(&channel, &self.names, &self.config, system).await?;
-            }
+        let added: Vec<SystemInfo> = systems
+            .into_iter()
+            .filter(|s| s.interfaces.contains_key(interface::AMQP))
+            .cloned()
+            .collect();
+        self.systems
+            .lock()
+            .expect("systems lock")
+            .extend(added.iter().cloned());
+        let connection = self.current.lock().expect("connection lock").clone();
+        if let Some(connection) = connection {
+            self.declare(&connection, &added).await?;
         }
         Ok(())
     }
 
-    /// The transport that carries traffic to systems over AMQP.
-    pub async fn transport(&self) -> Result<Arc<AmqpTransport>, Error> {
-        let publisher = Publisher::open(&self.connection).await?;
-        let inbox = ReplyInbox::start(&self.connection, self.codec).await?;
-        let priorities = self.config.queue_type == QueueType::Classic;
-        Ok(Arc::new(AmqpTransport::new(
-            publisher,
-            inbox,
-            self.names.clone(),
-            self.codec,
-            priorities,
-        )))
+    async fn declare(&self, connection: &Connection, systems: &[SystemInfo]) -> Result<(), Error> {
+        let channel = connection.create_channel().await?;
+        for system in systems {
+            topology::declare_system_queue(&channel, &self.names, &self.config, system).await?;
+        }
+        Ok(())
     }
 
-    /// Starts routing what arrives on the ingress queue.
-    pub async fn start_ingress(
-        &self,
-        router: RouterHandle,
-    ) -> Result<tokio::task::JoinHandle<()>, Error> {
-        ingress::start(
-            &self.connection,
+    /// Keeps the bridge connected, routing ingress messages through `router`, until the
+    /// task is dropped.
+    pub fn start(self: &Arc<Self>, router: RouterHandle) -> tokio::task::JoinHandle<()> {
+        let bridge = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut wait = Duration::from_millis(200);
+            loop {
+                match bridge.session(&router).await {
+                    Ok(()) => wait = Duration::from_millis(200),
+                    Err(error) => {
+                        tracing::warn!(%error, url = %bridge.config.url, retry_in_ms = wait.as_millis() as u64, "broker unavailable");
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(MAX_BACKOFF);
+                    }
+                }
+            }
+        })
+    }
+
+    /// One connection's life: set up, serve until it drops, tear down.
+    async fn session(&self, router: &RouterHandle) -> Result<(), Error> {
+        let connection =
+            Arc::new(Connection::connect(&self.config.url, ConnectionProperties::default()).await?);
+        let channel = connection.create_channel().await?;
+        topology::declare_bus(&channel, &self.names).await?;
+        let systems = self.systems.lock().expect("systems lock").clone();
+        self.declare(&connection, &systems).await?;
+        let publisher = Publisher::open(&connection).await?;
+        let inbox = ReplyInbox::start(&connection, self.codec).await?;
+        self.transport.attach(publisher, inbox);
+        let ingress = ingress::start(
+            &connection,
             self.names.clone(),
             self.codec,
-            self.config.prefetch,
-            router,
+            &self.config,
+            router.clone(),
         )
-        .await
-    }
-
-    pub fn connection(&self) -> &Connection {
-        &self.connection
+        .await?;
+        *self.current.lock().expect("connection lock") = Some(Arc::clone(&connection));
+        let _ = self.connected.send(true);
+        tracing::info!(url = %self.config.url, namespace = %self.config.namespace, "connected to the broker");
+        // Systems reached over AMQP were unreachable while the broker was away: look again
+        // now rather than at the next tick.
+        router.health().do_send(aimbus_actors::router::CheckAll);
+        // The ingress consumer ends when the connection does.
+        let _ = ingress.await;
+        let _ = self.connected.send(false);
+        self.transport.detach();
+        *self.current.lock().expect("connection lock") = None;
+        tracing::warn!("lost the broker; reconnecting");
+        Ok(())
     }
 }

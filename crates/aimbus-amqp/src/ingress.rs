@@ -4,7 +4,10 @@
 //! reason, so the consumer never stalls on it and nothing is lost.
 
 use aimbus_actors::{Error as RouteError, RouterHandle};
-use aimbus_core::{Codec, IntegrationMessage};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aimbus_core::{AmqpConfig, Codec, IntegrationMessage};
 use lapin::Connection;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
@@ -12,6 +15,7 @@ use lapin::types::FieldTable;
 use tokio_stream::StreamExt;
 
 use crate::Error;
+use crate::dedup::DedupWindow;
 use crate::envelope::{self, Routing};
 use crate::names::Names;
 use crate::publisher::Publisher;
@@ -21,9 +25,10 @@ pub async fn start(
     connection: &Connection,
     names: Names,
     codec: Codec,
-    prefetch: u16,
+    config: &AmqpConfig,
     router: RouterHandle,
 ) -> Result<tokio::task::JoinHandle<()>, Error> {
+    let prefetch = config.prefetch;
     let channel = connection.create_channel().await?;
     // At most `prefetch` messages are in the bus's hands at once.
     channel
@@ -38,6 +43,8 @@ pub async fn start(
         )
         .await?;
     let publisher = Publisher::open(connection).await?;
+    let attempts = Arc::new(Mutex::new(DedupWindow::new(config.dedup_window)));
+    let delivery_limit = config.delivery_limit;
     Ok(tokio::spawn(async move {
         let _channel = channel;
         while let Some(delivery) = consumer.next().await {
@@ -48,6 +55,8 @@ pub async fn start(
                         names: names.clone(),
                         codec,
                         router: router.clone(),
+                        attempts: Arc::clone(&attempts),
+                        delivery_limit,
                     };
                     tokio::spawn(work.handle(delivery));
                 }
@@ -65,26 +74,43 @@ struct Work {
     names: Names,
     codec: Codec,
     router: RouterHandle,
+    /// Deliveries so far of messages that failed transiently, by message id.
+    attempts: Arc<Mutex<DedupWindow<u32>>>,
+    delivery_limit: u32,
+}
+
+/// What becomes of an ingress delivery.
+enum Settle {
+    /// Done with: delivered (and answered), or dead-lettered.
+    Ack,
+    /// Failed transiently: back to the queue after this pause, for another delivery.
+    Requeue(Duration),
 }
 
 impl Work {
     async fn handle(self, delivery: Delivery) {
-        let done = match envelope::decode(&self.codec, &delivery) {
-            Err(error) => {
-                self.dead_letter(&delivery, &format!("decode: {error}"))
-                    .await
-            }
+        let settled = match envelope::decode(&self.codec, &delivery) {
+            Err(error) => self
+                .dead_letter(&delivery, &format!("decode: {error}"))
+                .await
+                .map(|()| Settle::Ack),
             Ok(message) => self.route(&delivery, message).await,
         };
-        let acked = match done {
-            Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+        let requeue = BasicNackOptions {
+            requeue: true,
+            ..BasicNackOptions::default()
+        };
+        let acked = match settled {
+            Ok(Settle::Ack) => delivery.ack(BasicAckOptions::default()).await,
+            Ok(Settle::Requeue(pause)) => {
+                // Held meanwhile, so a system that is down slows the ingress rather than
+                // spinning its messages through the queue.
+                tokio::time::sleep(pause).await;
+                delivery.nack(requeue).await
+            }
             // A publish we needed failed: hand the message back for another try.
             Err(error) => {
                 tracing::warn!(%error, "ingress message returned to the queue");
-                let requeue = BasicNackOptions {
-                    requeue: true,
-                    ..BasicNackOptions::default()
-                };
                 delivery.nack(requeue).await
             }
         };
@@ -93,13 +119,21 @@ impl Work {
         }
     }
 
-    async fn route(&self, delivery: &Delivery, message: IntegrationMessage) -> Result<(), Error> {
+    async fn route(
+        &self,
+        delivery: &Delivery,
+        message: IntegrationMessage,
+    ) -> Result<Settle, Error> {
         let reply_to = message.reply_to.clone();
         let request = message.clone();
         match self.router.route(message).await {
             Ok(routed) => {
+                self.attempts
+                    .lock()
+                    .expect("attempts lock")
+                    .insert(&request.message_id, 0);
                 let Some(reply_to) = reply_to else {
-                    return Ok(());
+                    return Ok(Settle::Ack);
                 };
                 let reply =
                     envelope::reply_to_request(&request, &routed.served_by, routed.reply.payload);
@@ -109,10 +143,33 @@ impl Work {
                 self.publisher
                     .publish("", &reply_to, &body, properties)
                     .await
+                    .map(|()| Settle::Ack)
+            }
+            Err(error) if is_transient(&error) => {
+                let attempt = {
+                    let mut attempts = self.attempts.lock().expect("attempts lock");
+                    let attempt = attempts.get(&request.message_id).unwrap_or(0) + 1;
+                    attempts.insert(&request.message_id, attempt);
+                    attempt
+                };
+                if attempt < self.delivery_limit {
+                    let pause = Duration::from_millis(250 << attempt.min(6)).min(MAX_REQUEUE_PAUSE);
+                    tracing::info!(message_id = %request.message_id, attempt, %error, "ingress message will be retried");
+                    return Ok(Settle::Requeue(pause));
+                }
+                let reason = format!(
+                    "delivery_limit: {attempt} deliveries failed (last: {}: {error})",
+                    reason_kind(&error)
+                );
+                self.dead_letter(delivery, &reason)
+                    .await
+                    .map(|()| Settle::Ack)
             }
             Err(error) => {
                 let reason = format!("{}: {error}", reason_kind(&error));
-                self.dead_letter(delivery, &reason).await
+                self.dead_letter(delivery, &reason)
+                    .await
+                    .map(|()| Settle::Ack)
             }
         }
     }
@@ -122,6 +179,15 @@ impl Work {
             .dead_letter(&self.names, delivery, reason)
             .await
     }
+}
+
+/// Longest a transiently failed message is held before it goes back to the queue.
+const MAX_REQUEUE_PAUSE: Duration = Duration::from_secs(10);
+
+/// Failures that another delivery later may cure (the system or the broker is away for
+/// now), as opposed to what is wrong with the message itself.
+fn is_transient(error: &RouteError) -> bool {
+    error.is_retryable() || matches!(error, RouteError::Overloaded { .. })
 }
 
 /// The first word of a dead letter's reason, a stable kind to filter on.

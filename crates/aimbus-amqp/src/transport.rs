@@ -1,4 +1,4 @@
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use aimbus_actors::{DeliveryFailure, DeliveryFuture, Reply, Transport};
 use aimbus_core::{Codec, Format, IntegrationMessage, SystemInfo, interface};
@@ -12,29 +12,40 @@ use crate::replies::ReplyInbox;
 /// Delivers to systems with an `amqp` interface: publishes to the deliver exchange with
 /// the system's routing key and waits for its reply on the bus's reply queue, so the
 /// router's timeouts, retries, breakers and health checks apply as to any system.
+/// While the bridge has no connection, deliveries fail as unreachable (retryable).
 pub struct AmqpTransport {
-    publisher: Publisher,
-    inbox: Arc<ReplyInbox>,
+    live: RwLock<Option<Live>>,
     names: Names,
     codec: Codec,
     priorities: bool,
 }
 
+/// What a connection gives the transport; replaced at every reconnect.
+#[derive(Clone)]
+struct Live {
+    publisher: Publisher,
+    inbox: Arc<ReplyInbox>,
+}
+
 impl AmqpTransport {
-    pub fn new(
-        publisher: Publisher,
-        inbox: Arc<ReplyInbox>,
-        names: Names,
-        codec: Codec,
-        priorities: bool,
-    ) -> AmqpTransport {
+    /// A transport with no connection yet.
+    pub fn new(names: Names, codec: Codec, priorities: bool) -> AmqpTransport {
         AmqpTransport {
-            publisher,
-            inbox,
+            live: RwLock::new(None),
             names,
             codec,
             priorities,
         }
+    }
+
+    /// Starts delivering over a (new) connection.
+    pub fn attach(&self, publisher: Publisher, inbox: Arc<ReplyInbox>) {
+        *self.live.write().expect("transport lock") = Some(Live { publisher, inbox });
+    }
+
+    /// Stops delivering: the connection is gone.
+    pub fn detach(&self) {
+        *self.live.write().expect("transport lock") = None;
     }
 }
 
@@ -48,15 +59,22 @@ impl Transport for AmqpTransport {
     }
 
     fn deliver(&self, system: &SystemInfo, message: Arc<IntegrationMessage>) -> DeliveryFuture {
-        let pending = self.inbox.expect(&message.message_id);
+        let Some(Live { publisher, inbox }) = self.live.read().expect("transport lock").clone()
+        else {
+            return Box::pin(async {
+                Err(DeliveryFailure::Unreachable(
+                    "not connected to the broker".into(),
+                ))
+            });
+        };
+        let pending = inbox.expect(&message.message_id);
         let routing = Routing {
-            reply_to: Some(self.inbox.queue()),
+            reply_to: Some(inbox.queue()),
             correlation_id: Some(pending.correlation_id()),
             priorities: self.priorities,
             headers: Vec::new(),
         };
         let encoded = envelope::encode(&self.codec, Format::MessagePack, &message, &routing);
-        let publisher = self.publisher.clone();
         let exchange = self.names.deliver();
         let routing_key = Names::system_routing_key(system);
         Box::pin(async move {

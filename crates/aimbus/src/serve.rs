@@ -2,7 +2,6 @@
 //! bridge, until a shutdown signal.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aimbus_actors::{InProcessTransport, RouterHandle, TransportSet, start_registry};
 use aimbus_amqp::Bridge;
@@ -18,20 +17,12 @@ pub fn run(config: &Config, systems: &SystemsFile) -> anyhow::Result<()> {
         let codec = Codec::new(config.decode_limits());
         let mut transports = TransportSet::new(Arc::new(InProcessTransport::new()));
         let bridge = if config.amqp().enabled {
-            let connecting = connect(config, codec);
-            let bridge = tokio::select! {
-                bridge = connecting => bridge?,
-                signal = shutdown.recv() => {
-                    tracing::info!(signal, "shutting down before the broker answered");
-                    return Ok(());
-                }
-            };
+            let bridge = Bridge::new(config.amqp(), codec);
             bridge.declare_systems(systems.systems()).await?;
-            let amqp = bridge.transport().await?;
             for kind in &config.amqp().interface_preference {
                 // The REST transport joins with the gateway.
                 if kind == interface::AMQP {
-                    transports = transports.with_interface(kind, amqp.clone());
+                    transports = transports.with_interface(kind, bridge.transport());
                 }
             }
             Some(bridge)
@@ -40,8 +31,16 @@ pub fn run(config: &Config, systems: &SystemsFile) -> anyhow::Result<()> {
         };
         let registry = start_registry(config.supervision(), transports, systems).await?;
         let router = RouterHandle::start(Arc::new(config.clone()), registry.clone()).await?;
+        // Connects, and reconnects whenever the broker goes away, in the background.
+        let _link = bridge.as_ref().map(|bridge| bridge.start(router.clone()));
         if let Some(bridge) = &bridge {
-            bridge.start_ingress(router.clone()).await?;
+            tokio::select! {
+                () = bridge.wait_connected() => {}
+                signal = shutdown.recv() => {
+                    tracing::info!(signal, "shutting down before the broker answered");
+                    return Ok(());
+                }
+            }
         }
         let summary = registry.query(|r| r.summary()).await?;
         tracing::info!(
@@ -57,20 +56,4 @@ pub fn run(config: &Config, systems: &SystemsFile) -> anyhow::Result<()> {
         actix::System::current().stop();
         Ok(())
     })
-}
-
-/// Connects to the broker, waiting for it with backoff: a bus started before its broker
-/// comes up once the broker does.
-async fn connect(config: &Config, codec: Codec) -> anyhow::Result<Bridge> {
-    let mut wait = Duration::from_millis(500);
-    loop {
-        match Bridge::connect(config.amqp(), codec).await {
-            Ok(bridge) => return Ok(bridge),
-            Err(error) => {
-                tracing::warn!(%error, url = %config.amqp().url, retry_in_ms = wait.as_millis() as u64, "cannot reach the broker");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
 }

@@ -199,6 +199,19 @@ impl Actor for HealthMonitor {
     }
 }
 
+/// Checks every system now (after the broker came back, say) instead of at the next tick.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CheckAll;
+
+impl Handler<CheckAll> for HealthMonitor {
+    type Result = ();
+
+    fn handle(&mut self, _: CheckAll, ctx: &mut Context<Self>) {
+        self.check_all(ctx);
+    }
+}
+
 /// Checks one system now, as the seed's `get_system_health` does, and records the result.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<HealthCheckResult, Error>")]

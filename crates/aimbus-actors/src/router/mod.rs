@@ -28,7 +28,7 @@ pub use attempt::{Instance, Refusal};
 pub use balance::{Balancer, Choice, weight_of};
 pub use cache::{CachedReply, ResponseCache};
 pub use fallback::{Fallback, FallbackActor, fallback_candidates};
-pub use health::{CheckNow, HealthMonitor, HealthThresholds, SystemError, classify};
+pub use health::{CheckAll, CheckNow, HealthMonitor, HealthThresholds, SystemError, classify};
 pub use rate_limit::RateLimiter;
 pub use retry::{JITTER, RetryBudget, RetryPolicy};
 pub use view::RoutingView;
