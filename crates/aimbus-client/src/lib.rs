@@ -8,4 +8,4 @@ mod worker;
 
 pub use client::BusClient;
 pub use error::Error;
-pub use worker::{HandlerError, SystemWorker, WorkerOptions};
+pub use worker::{HandlerError, SystemWorker, WorkerOptions, WorkerStats};

@@ -1,5 +1,7 @@
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aimbus_amqp::envelope::{self, OUTCOME_HEADER, Routing};
 use aimbus_amqp::{DedupWindow, Names, Publisher, topology};
@@ -44,11 +46,23 @@ impl Default for WorkerOptions {
 /// to an async handler, replies to `reply_to`, and acknowledges only once the handler
 /// finished and the reply was confirmed. Redelivered messages (same `message_id`) are
 /// answered again from memory, not handled again; `health_check` is answered for you.
+/// When the broker goes away the worker reconnects with backoff and resumes; what it had
+/// not acknowledged is redelivered to it.
 pub struct SystemWorker {
-    connection: Connection,
+    connection: Option<Connection>,
     system: SystemInfo,
     options: WorkerOptions,
     codec: Codec,
+    stats: Arc<WorkerStats>,
+}
+
+/// What a worker did so far.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// Messages handed to the handler.
+    pub handled: AtomicU64,
+    /// Redeliveries answered from memory instead.
+    pub duplicates: AtomicU64,
 }
 
 /// What was answered to a message, kept to answer its redeliveries.
@@ -58,7 +72,11 @@ struct Answer {
     outcome: &'static str,
 }
 
+/// Longest wait between two connection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
 impl SystemWorker {
+    /// Connects once, so a wrong URL or a missing broker shows at once.
     pub async fn connect(
         system: SystemInfo,
         options: WorkerOptions,
@@ -67,27 +85,81 @@ impl SystemWorker {
         let connection =
             Connection::connect(&options.amqp.url, ConnectionProperties::default()).await?;
         Ok(SystemWorker {
-            connection,
+            connection: Some(connection),
             system,
             options,
             codec,
+            stats: Arc::default(),
         })
     }
 
-    /// Serves until the connection ends.
-    pub async fn serve<F, Fut>(self, handler: F) -> Result<(), Error>
+    pub fn stats(&self) -> Arc<WorkerStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Serves for as long as the process runs, reconnecting whenever the broker goes away.
+    pub async fn serve<F, Fut>(mut self, handler: F) -> Result<(), Error>
     where
         F: Fn(IntegrationMessage) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Map<String, Value>, HandlerError>> + Send + 'static,
     {
-        let names = Names::new(&self.options.amqp.namespace);
-        let channel = self.connection.create_channel().await?;
+        let shared = Arc::new(Shared {
+            handler,
+            names: Names::new(&self.options.amqp.namespace),
+            codec: self.codec,
+            system_id: self.system.system_id.clone(),
+            answered: Mutex::new(DedupWindow::new(self.options.amqp.dedup_window)),
+            stats: Arc::clone(&self.stats),
+        });
+        let mut wait = Duration::from_millis(200);
+        loop {
+            let connection = match self.connection.take() {
+                Some(connection) => Ok(connection),
+                None => {
+                    Connection::connect(&self.options.amqp.url, ConnectionProperties::default())
+                        .await
+                        .map_err(Error::from)
+                }
+            };
+            let outcome = match connection {
+                Ok(connection) => self.session(&connection, &shared).await,
+                Err(error) => Err(error),
+            };
+            match outcome {
+                Ok(()) => {
+                    wait = Duration::from_millis(200);
+                    tracing::warn!(system_id = %self.system.system_id, "lost the broker; reconnecting");
+                }
+                Err(error) => {
+                    tracing::warn!(system_id = %self.system.system_id, %error, retry_in_ms = wait.as_millis() as u64, "broker unavailable");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// Consumes the system's queue on one connection until it drops.
+    async fn session<F, Fut>(
+        &self,
+        connection: &Connection,
+        shared: &Arc<Shared<F>>,
+    ) -> Result<(), Error>
+    where
+        F: Fn(IntegrationMessage) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Map<String, Value>, HandlerError>> + Send + 'static,
+    {
+        let channel = connection.create_channel().await?;
         channel
             .basic_qos(self.options.prefetch, BasicQosOptions::default())
             .await?;
-        let queue =
-            topology::declare_system_queue(&channel, &names, &self.options.amqp, &self.system)
-                .await?;
+        let queue = topology::declare_system_queue(
+            &channel,
+            &shared.names,
+            &self.options.amqp,
+            &self.system,
+        )
+        .await?;
         let mut consumer = channel
             .basic_consume(
                 queue.as_str().into(),
@@ -96,21 +168,13 @@ impl SystemWorker {
                 FieldTable::default(),
             )
             .await?;
-        let publisher = Publisher::open(&self.connection).await?;
-        let shared = Arc::new(Shared {
-            handler,
-            publisher,
-            names,
-            codec: self.codec,
-            system_id: self.system.system_id.clone(),
-            answered: Mutex::new(DedupWindow::new(self.options.amqp.dedup_window)),
-        });
+        let publisher = Publisher::open(connection).await?;
         tracing::info!(system_id = %self.system.system_id, %queue, "system worker serving");
-        while let Some(delivery) = consumer.next().await {
-            let delivery = delivery?;
-            let shared = Arc::clone(&shared);
+        while let Some(Ok(delivery)) = consumer.next().await {
+            let shared = Arc::clone(shared);
+            let publisher = publisher.clone();
             tokio::spawn(async move {
-                if let Err(error) = shared.handle(&delivery).await {
+                if let Err(error) = shared.handle(&publisher, &delivery).await {
                     // Not acknowledged: the broker redelivers it.
                     tracing::warn!(%error, "message left for redelivery");
                     return;
@@ -126,11 +190,11 @@ impl SystemWorker {
 
 struct Shared<F> {
     handler: F,
-    publisher: Publisher,
     names: Names,
     codec: Codec,
     system_id: String,
     answered: Mutex<DedupWindow<Answer>>,
+    stats: Arc<WorkerStats>,
 }
 
 impl<F, Fut> Shared<F>
@@ -138,13 +202,14 @@ where
     F: Fn(IntegrationMessage) -> Fut,
     Fut: Future<Output = Result<Map<String, Value>, HandlerError>>,
 {
-    async fn handle(&self, delivery: &Delivery) -> Result<(), Error> {
+    async fn handle(&self, publisher: &Publisher, delivery: &Delivery) -> Result<(), Error> {
         let message = match envelope::decode(&self.codec, delivery) {
             Ok(message) => message,
             Err(error) => {
-                return self
-                    .dead_letter(delivery, &format!("decode: {error}"))
-                    .await;
+                let reason = format!("decode: {error}");
+                return Ok(publisher
+                    .dead_letter(&self.names, delivery, &reason)
+                    .await?);
             }
         };
         let remembered = self
@@ -153,7 +218,10 @@ where
             .expect("dedup lock")
             .get(&message.message_id);
         let answer = match remembered {
-            Some(answer) => answer,
+            Some(answer) => {
+                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                answer
+            }
             None => {
                 let answer = self.answer(&message).await;
                 // A failure may succeed next time, so only settled answers are kept.
@@ -181,7 +249,7 @@ where
         };
         let format = envelope::format_of(&delivery.properties)?;
         let (body, properties) = envelope::encode(&self.codec, format, &answer.reply, &routing)?;
-        self.publisher
+        publisher
             .publish("", reply_to.as_str(), &body, properties)
             .await?;
         Ok(())
@@ -194,6 +262,7 @@ where
             payload.insert("system_id".into(), json!(self.system_id));
             Ok(payload)
         } else {
+            self.stats.handled.fetch_add(1, Ordering::Relaxed);
             (self.handler)(message.clone()).await
         };
         let (payload, outcome) = match result {
@@ -205,13 +274,6 @@ where
             reply: envelope::reply_to_request(message, &self.system_id, payload),
             outcome,
         }
-    }
-
-    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), Error> {
-        Ok(self
-            .publisher
-            .dead_letter(&self.names, delivery, reason)
-            .await?)
     }
 }
 
