@@ -1,0 +1,332 @@
+//! Fault tests on a RabbitMQ node of their own (started here, on another port), so
+//! restarting it disturbs no other test. Each prints one summary line: sent, confirmed,
+//! delivered, duplicates filtered, dead-lettered, lost.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aimbus_actors::{InProcessTransport, RegistryHandle, RouterHandle, TransportSet};
+use aimbus_amqp::envelope::{self, Routing};
+use aimbus_amqp::{Bridge, INGRESS_ROUTING_KEY, Publisher};
+use aimbus_client::{HandlerError, SystemWorker, WorkerOptions};
+use aimbus_core::{Codec, Config, Format, IntegrationMessage, SystemInfo};
+use lapin::options::BasicGetOptions;
+use lapin::{Connection, ConnectionProperties};
+use serde_json::json;
+
+/// A RabbitMQ node in a temporary folder, listening on a port of its own.
+struct FaultBroker {
+    node: String,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl FaultBroker {
+    /// Starts the node, or returns `None` where RabbitMQ cannot be started (not root, or
+    /// not installed): CI always can.
+    fn start() -> Option<FaultBroker> {
+        let ok = |c: &mut Command| c.status().is_ok_and(|s| s.success());
+        if !ok(Command::new("sh").args(["-c", "command -v rabbitmq-server && [ \"$(id -u)\" = 0 ]"]))
+        {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "fault tests need root and rabbitmq-server"
+            );
+            return None;
+        }
+        let id = std::process::id();
+        let port = 20_000 + (id % 10_000) as u16;
+        let broker = FaultBroker {
+            node: format!("aimbusfault{id}@localhost"),
+            port,
+            dir: std::env::temp_dir().join(format!("aimbus-fault-{id}")),
+        };
+        for sub in ["mnesia", "log"] {
+            std::fs::create_dir_all(broker.dir.join(sub)).unwrap();
+        }
+        std::fs::write(broker.dir.join("enabled_plugins"), "[].").unwrap();
+        std::fs::write(
+            broker.dir.join("rabbitmq.conf"),
+            format!("listeners.tcp.local = 127.0.0.1:{port}\nloopback_users = none\n"),
+        )
+        .unwrap();
+        assert!(ok(Command::new("chown")
+            .args(["-R", "rabbitmq:rabbitmq"])
+            .arg(&broker.dir)));
+        let dir = |sub: &str| broker.dir.join(sub).display().to_string();
+        let started = Command::new("rabbitmq-server")
+            .arg("-detached")
+            .env("RABBITMQ_NODENAME", &broker.node)
+            .env("RABBITMQ_DIST_PORT", (port + 10_000).to_string())
+            .env("RABBITMQ_MNESIA_BASE", dir("mnesia"))
+            .env("RABBITMQ_LOG_BASE", dir("log"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir("enabled_plugins"))
+            .env("RABBITMQ_CONFIG_FILE", dir("rabbitmq"))
+            .env("RABBITMQ_PID_FILE", dir("pid"))
+            .status()
+            .unwrap();
+        assert!(started.success());
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !broker.ctl(&["await_startup"]) {
+            assert!(Instant::now() < deadline, "the fault broker did not start");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        Some(broker)
+    }
+
+    fn ctl(&self, args: &[&str]) -> bool {
+        Command::new("rabbitmqctl")
+            .args(["-q", "-n", &self.node])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Stops and starts the broker application: every connection drops; durable queues
+    /// and persistent messages survive.
+    fn restart(&self) {
+        assert!(self.ctl(&["stop_app"]));
+        assert!(self.ctl(&["start_app"]));
+    }
+
+    fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+}
+
+impl Drop for FaultBroker {
+    fn drop(&mut self) {
+        self.ctl(&["stop"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A publisher that survives the broker going away: a publish that failed, or whose
+/// confirm never came, is sent again on a new connection until the broker confirms it.
+struct ResilientPublisher {
+    url: String,
+    current: tokio::sync::Mutex<Option<(Connection, Publisher)>>,
+}
+
+impl ResilientPublisher {
+    async fn publish(
+        &self,
+        exchange: &str,
+        key: &str,
+        body: &[u8],
+        properties: lapin::BasicProperties,
+    ) {
+        loop {
+            let publisher = {
+                let mut current = self.current.lock().await;
+                if current.is_none() {
+                    if let Ok(connection) =
+                        Connection::connect(&self.url, ConnectionProperties::default()).await
+                    {
+                        if let Ok(publisher) = Publisher::open(&connection).await {
+                            *current = Some((connection, publisher));
+                        }
+                    }
+                }
+                current.as_ref().map(|(_, p)| p.clone())
+            };
+            if let Some(publisher) = publisher {
+                let sent = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    publisher.publish(exchange, key, body, properties.clone()),
+                )
+                .await;
+                if let Ok(Ok(())) = sent {
+                    return;
+                }
+                *self.current.lock().await = None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+struct Summary {
+    name: &'static str,
+    sent: usize,
+    confirmed: usize,
+    delivered: usize,
+    duplicates: u64,
+    dead_lettered: usize,
+    lost: usize,
+}
+
+impl Summary {
+    fn print(&self) {
+        println!(
+            "fault {}: sent {}, confirmed {}, delivered {}, duplicates filtered {}, dead-lettered {}, lost {}",
+            self.name,
+            self.sent,
+            self.confirmed,
+            self.delivered,
+            self.duplicates,
+            self.dead_lettered,
+            self.lost
+        );
+    }
+}
+
+async fn dead_letter_count(url: &str, queue: &str) -> usize {
+    let connection = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let mut count = 0;
+    while let Some(_) = channel
+        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+    {
+        count += 1;
+    }
+    count
+}
+
+#[actix_rt::test]
+async fn twenty_thousand_messages_through_three_broker_restarts_lose_none() {
+    let Some(broker) = FaultBroker::start() else {
+        eprintln!("skipped: the fault tests need root and rabbitmq-server");
+        return;
+    };
+    const MESSAGES: usize = 20_000;
+    let url = broker.url();
+    let toml = format!(
+        "[amqp]\nurl = \"{url}\"\ndelivery_limit = 50\n\
+         [core]\nrequest_timeout_seconds = 5\nmax_concurrent_requests_per_system = 500\n\
+         [monitoring]\nhealth_check_interval_seconds = 2\n\
+         [rate_limiting]\nenable_rate_limiting = false\n\
+         [circuit_breaker]\nenable_circuit_breaker = false\n"
+    );
+    let config = Arc::new(Config::from_toml_str("faults", &toml, Vec::new(), ".".into()).unwrap());
+    let codec = Codec::new(config.decode_limits());
+    let bridge = Bridge::new(config.amqp(), codec);
+    let names = bridge.names().clone();
+    let system: SystemInfo = serde_json::from_value(json!({
+        "system_id": "fault_001", "system_type": "hhni", "name": "Fault", "version": "1",
+        "interfaces": {"amqp": names.system_queue("fault_001")},
+    }))
+    .unwrap();
+    bridge.declare_systems([&system]).await.unwrap();
+    let transports = TransportSet::new(Arc::new(InProcessTransport::new()))
+        .with_interface("amqp", bridge.transport());
+    let registry = RegistryHandle::start(config.supervision(), transports);
+    registry.register(system.clone()).await.unwrap();
+    let router = RouterHandle::start(Arc::clone(&config), registry)
+        .await
+        .unwrap();
+    bridge.start(router);
+    bridge.wait_connected().await;
+
+    let delivered = Arc::new(Mutex::new(HashSet::new()));
+    let seen = Arc::clone(&delivered);
+    let options = WorkerOptions {
+        amqp: config.amqp().clone(),
+        prefetch: 64,
+    };
+    let worker = SystemWorker::connect(system, options, codec).await.unwrap();
+    let stats = worker.stats();
+    tokio::spawn(worker.serve(move |message: IntegrationMessage| {
+        if message.message_type != "health_check" {
+            seen.lock().unwrap().insert(message.message_id.clone());
+        }
+        async move { Ok::<_, HandlerError>(serde_json::Map::new()) }
+    }));
+
+    let publisher = Arc::new(ResilientPublisher {
+        url: url.clone(),
+        current: Default::default(),
+    });
+    let confirmed = Arc::new(Mutex::new(HashSet::new()));
+    let next = Arc::new(AtomicUsize::new(0));
+    let publishers: Vec<_> = (0..32)
+        .map(|_| {
+            let (publisher, confirmed, next, names) = (
+                Arc::clone(&publisher),
+                Arc::clone(&confirmed),
+                Arc::clone(&next),
+                names.clone(),
+            );
+            tokio::spawn(async move {
+                while next.fetch_add(1, Ordering::Relaxed) < MESSAGES {
+                    let payload = json!({"n": 1}).as_object().unwrap().clone();
+                    let message =
+                        IntegrationMessage::new("cmc_001", "fault_001", "status_update", payload);
+                    let (body, properties) =
+                        envelope::encode(&codec, Format::Json, &message, &Routing::default())
+                            .unwrap();
+                    publisher
+                        .publish(&names.ingress(), INGRESS_ROUTING_KEY, &body, properties)
+                        .await;
+                    confirmed.lock().unwrap().insert(message.message_id);
+                }
+            })
+        })
+        .collect();
+
+    // Three restarts while the stream flows.
+    let restarts = Arc::new(broker);
+    for threshold in [MESSAGES / 4, MESSAGES / 2, 3 * MESSAGES / 4] {
+        while confirmed.lock().unwrap().len() < threshold {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let broker = Arc::clone(&restarts);
+        tokio::task::spawn_blocking(move || broker.restart())
+            .await
+            .unwrap();
+    }
+    for publisher in publishers {
+        publisher.await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let (sent, got) = {
+            let confirmed = confirmed.lock().unwrap();
+            let delivered = delivered.lock().unwrap();
+            (
+                confirmed.len(),
+                confirmed
+                    .iter()
+                    .filter(|id| delivered.contains(*id))
+                    .count(),
+            )
+        };
+        if got == sent || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let confirmed = confirmed.lock().unwrap().clone();
+    let delivered = delivered.lock().unwrap().clone();
+    let summary = Summary {
+        name: "broker-restarts",
+        sent: MESSAGES,
+        confirmed: confirmed.len(),
+        delivered: confirmed
+            .iter()
+            .filter(|id| delivered.contains(*id))
+            .count(),
+        duplicates: stats.duplicates.load(Ordering::Relaxed),
+        dead_lettered: dead_letter_count(&url, &names.dead_letter_queue()).await,
+        lost: confirmed.difference(&delivered).count(),
+    };
+    summary.print();
+    assert_eq!(summary.confirmed, MESSAGES);
+    assert_eq!(summary.dead_lettered, 0);
+    assert_eq!(summary.lost, 0);
+    assert_eq!(
+        stats.handled.load(Ordering::Relaxed) as usize,
+        delivered.len(),
+        "each message handled once"
+    );
+}
