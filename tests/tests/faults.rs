@@ -183,10 +183,11 @@ async fn dead_letter_count(url: &str, queue: &str) -> usize {
         .unwrap();
     let channel = connection.create_channel().await.unwrap();
     let mut count = 0;
-    while let Some(_) = channel
+    while channel
         .basic_get(queue.into(), BasicGetOptions { no_ack: true })
         .await
         .unwrap()
+        .is_some()
     {
         count += 1;
     }
