@@ -26,9 +26,10 @@ struct FaultBroker {
 }
 
 impl FaultBroker {
-    /// Starts the node, or returns `None` where RabbitMQ cannot be started (not root, or
-    /// not installed): CI always can.
-    fn start() -> Option<FaultBroker> {
+    /// Starts the node (`slot` tells apart the nodes of tests running at once), or
+    /// returns `None` where RabbitMQ cannot be started (not root, or not installed): CI
+    /// always can.
+    fn start(slot: u16) -> Option<FaultBroker> {
         let ok = |c: &mut Command| c.status().is_ok_and(|s| s.success());
         if !ok(Command::new("sh").args(["-c", "command -v rabbitmq-server && [ \"$(id -u)\" = 0 ]"]))
         {
@@ -39,11 +40,11 @@ impl FaultBroker {
             return None;
         }
         let id = std::process::id();
-        let port = 20_000 + (id % 10_000) as u16;
+        let port = 20_000 + (id % 5_000) as u16 * 2 + slot;
         let broker = FaultBroker {
-            node: format!("aimbusfault{id}@localhost"),
+            node: format!("aimbusfault{id}s{slot}@localhost"),
             port,
-            dir: std::env::temp_dir().join(format!("aimbus-fault-{id}")),
+            dir: std::env::temp_dir().join(format!("aimbus-fault-{id}-{slot}")),
         };
         for sub in ["mnesia", "log"] {
             std::fs::create_dir_all(broker.dir.join(sub)).unwrap();
@@ -152,6 +153,54 @@ impl ResilientPublisher {
     }
 }
 
+/// A bus on the fault broker with one AMQP system, `fault_001`.
+struct FaultBus {
+    config: Arc<Config>,
+    codec: Codec,
+    names: aimbus_amqp::Names,
+    system: SystemInfo,
+    _bridge: Arc<Bridge>,
+}
+
+impl FaultBus {
+    async fn start(url: &str) -> FaultBus {
+        let toml = format!(
+            "[amqp]\nurl = \"{url}\"\ndelivery_limit = 50\n\
+             [core]\nrequest_timeout_seconds = 5\nmax_concurrent_requests_per_system = 500\n\
+             [monitoring]\nhealth_check_interval_seconds = 2\n\
+             [rate_limiting]\nenable_rate_limiting = false\n\
+             [circuit_breaker]\nenable_circuit_breaker = false\n"
+        );
+        let config =
+            Arc::new(Config::from_toml_str("faults", &toml, Vec::new(), ".".into()).unwrap());
+        let codec = Codec::new(config.decode_limits());
+        let bridge = Bridge::new(config.amqp(), codec);
+        let names = bridge.names().clone();
+        let system: SystemInfo = serde_json::from_value(json!({
+            "system_id": "fault_001", "system_type": "hhni", "name": "Fault", "version": "1",
+            "interfaces": {"amqp": names.system_queue("fault_001")},
+        }))
+        .unwrap();
+        bridge.declare_systems([&system]).await.unwrap();
+        let transports = TransportSet::new(Arc::new(InProcessTransport::new()))
+            .with_interface("amqp", bridge.transport());
+        let registry = RegistryHandle::start(config.supervision(), transports);
+        registry.register(system.clone()).await.unwrap();
+        let router = RouterHandle::start(Arc::clone(&config), registry)
+            .await
+            .unwrap();
+        bridge.start(router);
+        bridge.wait_connected().await;
+        FaultBus {
+            config,
+            codec,
+            names,
+            system,
+            _bridge: bridge,
+        }
+    }
+}
+
 struct Summary {
     name: &'static str,
     sent: usize,
@@ -196,39 +245,18 @@ async fn dead_letter_count(url: &str, queue: &str) -> usize {
 
 #[actix_rt::test]
 async fn twenty_thousand_messages_through_three_broker_restarts_lose_none() {
-    let Some(broker) = FaultBroker::start() else {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let Some(broker) = FaultBroker::start(0) else {
         eprintln!("skipped: the fault tests need root and rabbitmq-server");
         return;
     };
     const MESSAGES: usize = 20_000;
     let url = broker.url();
-    let toml = format!(
-        "[amqp]\nurl = \"{url}\"\ndelivery_limit = 50\n\
-         [core]\nrequest_timeout_seconds = 5\nmax_concurrent_requests_per_system = 500\n\
-         [monitoring]\nhealth_check_interval_seconds = 2\n\
-         [rate_limiting]\nenable_rate_limiting = false\n\
-         [circuit_breaker]\nenable_circuit_breaker = false\n"
-    );
-    let config = Arc::new(Config::from_toml_str("faults", &toml, Vec::new(), ".".into()).unwrap());
-    let codec = Codec::new(config.decode_limits());
-    let bridge = Bridge::new(config.amqp(), codec);
-    let names = bridge.names().clone();
-    let system: SystemInfo = serde_json::from_value(json!({
-        "system_id": "fault_001", "system_type": "hhni", "name": "Fault", "version": "1",
-        "interfaces": {"amqp": names.system_queue("fault_001")},
-    }))
-    .unwrap();
-    bridge.declare_systems([&system]).await.unwrap();
-    let transports = TransportSet::new(Arc::new(InProcessTransport::new()))
-        .with_interface("amqp", bridge.transport());
-    let registry = RegistryHandle::start(config.supervision(), transports);
-    registry.register(system.clone()).await.unwrap();
-    let router = RouterHandle::start(Arc::clone(&config), registry)
-        .await
-        .unwrap();
-    bridge.start(router);
-    bridge.wait_connected().await;
-
+    let bus = FaultBus::start(&url).await;
+    let (config, codec, names, system) = (&bus.config, bus.codec, &bus.names, bus.system.clone());
     let delivered = Arc::new(Mutex::new(HashSet::new()));
     let seen = Arc::clone(&delivered);
     let options = WorkerOptions {
@@ -329,5 +357,122 @@ async fn twenty_thousand_messages_through_three_broker_restarts_lose_none() {
         stats.handled.load(Ordering::Relaxed) as usize,
         delivered.len(),
         "each message handled once"
+    );
+}
+
+#[actix_rt::test]
+async fn one_percent_poison_among_ten_thousand_all_dead_lettered_the_rest_processed_once() {
+    let Some(broker) = FaultBroker::start(1) else {
+        eprintln!("skipped: the fault tests need root and rabbitmq-server");
+        return;
+    };
+    const MESSAGES: usize = 10_000;
+    let url = broker.url();
+    let bus = FaultBus::start(&url).await;
+    let delivered = Arc::new(Mutex::new(HashSet::new()));
+    let seen = Arc::clone(&delivered);
+    let options = WorkerOptions {
+        amqp: bus.config.amqp().clone(),
+        prefetch: 64,
+    };
+    let worker = SystemWorker::connect(bus.system.clone(), options, bus.codec)
+        .await
+        .unwrap();
+    let stats = worker.stats();
+    tokio::spawn(worker.serve(move |message: IntegrationMessage| {
+        if message.message_type != "health_check" {
+            seen.lock().unwrap().insert(message.message_id.clone());
+        }
+        async move { Ok::<_, HandlerError>(serde_json::Map::new()) }
+    }));
+
+    let connection = Connection::connect(&url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let publisher = Publisher::open(&connection).await.unwrap();
+    let mut good = HashSet::new();
+    for n in 0..MESSAGES {
+        let payload = json!({"n": n}).as_object().unwrap().clone();
+        let message = IntegrationMessage::new("cmc_001", "fault_001", "status_update", payload);
+        let (body, properties) = match n % 100 {
+            // Every hundredth: bytes that are no message, or a message that breaks a rule.
+            0 if n % 200 == 0 => (
+                b"\xc1 not msgpack".to_vec(),
+                lapin::BasicProperties::default().with_content_type("application/msgpack".into()),
+            ),
+            0 => {
+                let mut invalid = message;
+                invalid.payload.clear();
+                envelope::encode(&bus.codec, Format::Json, &invalid, &Routing::default()).unwrap()
+            }
+            _ => {
+                good.insert(message.message_id.clone());
+                envelope::encode(&bus.codec, Format::Json, &message, &Routing::default()).unwrap()
+            }
+        };
+        publisher
+            .publish(&bus.names.ingress(), INGRESS_ROUTING_KEY, &body, properties)
+            .await
+            .unwrap();
+    }
+    let poison = MESSAGES - good.len();
+    let channel = connection.create_channel().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let dead = channel
+            .queue_declare(
+                bus.names.dead_letter_queue().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .unwrap()
+            .message_count() as usize;
+        let got = delivered.lock().unwrap().len();
+        if (dead == poison && got == good.len()) || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut reasons = Vec::new();
+    while let Some(message) = channel
+        .basic_get(
+            bus.names.dead_letter_queue().into(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .unwrap()
+    {
+        reasons.push(
+            envelope::header(&message.delivery.properties, envelope::ERROR_HEADER)
+                .unwrap_or_default(),
+        );
+    }
+    let delivered = delivered.lock().unwrap().clone();
+    let summary = Summary {
+        name: "poison",
+        sent: MESSAGES,
+        confirmed: MESSAGES,
+        delivered: good.iter().filter(|id| delivered.contains(*id)).count(),
+        duplicates: stats.duplicates.load(Ordering::Relaxed),
+        dead_lettered: reasons.len(),
+        lost: good.difference(&delivered).count(),
+    };
+    summary.print();
+    assert_eq!(summary.dead_lettered, poison);
+    let decode = reasons.iter().filter(|r| r.starts_with("decode: ")).count();
+    let invalid = reasons
+        .iter()
+        .filter(|r| r.starts_with("invalid: "))
+        .count();
+    assert_eq!((decode, invalid), (poison / 2, poison / 2), "{reasons:?}");
+    assert_eq!(summary.lost, 0);
+    assert_eq!(
+        stats.handled.load(Ordering::Relaxed) as usize,
+        good.len(),
+        "each processed once"
     );
 }

@@ -10,7 +10,7 @@ use crate::names::Names;
 use crate::publisher::Publisher;
 use crate::replies::ReplyInbox;
 use crate::transport::AmqpTransport;
-use crate::{Error, ingress, topology};
+use crate::{Error, ingress, link, topology};
 
 /// Longest wait between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -139,11 +139,15 @@ impl Bridge {
         // Systems reached over AMQP were unreachable while the broker was away: look again
         // now rather than at the next tick.
         router.health().do_send(aimbus_actors::router::CheckAll);
-        // The ingress consumer ends when the connection does.
-        let _ = ingress.await;
+        let mut ingress = ingress;
+        tokio::select! {
+            _ = &mut ingress => {}
+            () = link::until_lost(&connection) => ingress.abort(),
+        }
         let _ = self.connected.send(false);
         self.transport.detach();
         *self.current.lock().expect("connection lock") = None;
+        link::close(&connection).await;
         tracing::warn!("lost the broker; reconnecting");
         Ok(())
     }

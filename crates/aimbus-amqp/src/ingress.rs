@@ -140,10 +140,15 @@ impl Work {
                 let format = envelope::format_of(&delivery.properties)?;
                 let (body, properties) =
                     envelope::encode(&self.codec, format, &reply, &Routing::default())?;
-                self.publisher
+                match self
+                    .publisher
                     .publish("", &reply_to, &body, properties)
                     .await
-                    .map(|()| Settle::Ack)
+                {
+                    // The requester's reply queue is gone: nobody waits for the answer.
+                    Ok(()) | Err(Error::Unroutable { .. }) => Ok(Settle::Ack),
+                    Err(error) => Err(error),
+                }
             }
             Err(error) if is_transient(&error) => {
                 let attempt = {

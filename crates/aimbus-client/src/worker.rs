@@ -7,7 +7,7 @@ use aimbus_amqp::envelope::{self, OUTCOME_HEADER, Routing};
 use aimbus_amqp::{DedupWindow, Names, Publisher, topology};
 use aimbus_core::{AmqpConfig, Codec, IntegrationMessage, SystemInfo};
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use serde_json::{Map, Value, json};
@@ -170,20 +170,41 @@ impl SystemWorker {
             .await?;
         let publisher = Publisher::open(connection).await?;
         tracing::info!(system_id = %self.system.system_id, %queue, "system worker serving");
-        while let Some(Ok(delivery)) = consumer.next().await {
-            let shared = Arc::clone(shared);
-            let publisher = publisher.clone();
-            tokio::spawn(async move {
-                if let Err(error) = shared.handle(&publisher, &delivery).await {
-                    // Not acknowledged: the broker redelivers it.
-                    tracing::warn!(%error, "message left for redelivery");
-                    return;
-                }
-                if let Err(error) = delivery.ack(BasicAckOptions::default()).await {
-                    tracing::warn!(%error, "acknowledgement failed; the broker will redeliver");
-                }
-            });
+        let consume = async {
+            while let Some(Ok(delivery)) = consumer.next().await {
+                let shared = Arc::clone(shared);
+                let publisher = publisher.clone();
+                tokio::spawn(async move {
+                    let settled = match shared.handle(&publisher, &delivery).await {
+                        Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+                        // The requester's reply queue is gone (it reconnected or quit):
+                        // the work is done and nobody waits for its answer.
+                        Err(Error::Amqp(aimbus_amqp::Error::Unroutable { .. })) => {
+                            tracing::info!("reply dropped: its reply queue no longer exists");
+                            delivery.ack(BasicAckOptions::default()).await
+                        }
+                        // Anything else is the broker's trouble: hand it back, so the
+                        // prefetch slot is freed and the message comes round again.
+                        Err(error) => {
+                            tracing::warn!(%error, "message returned to the queue");
+                            let requeue = BasicNackOptions {
+                                requeue: true,
+                                ..BasicNackOptions::default()
+                            };
+                            delivery.nack(requeue).await
+                        }
+                    };
+                    if let Err(error) = settled {
+                        tracing::warn!(%error, "acknowledgement failed; the broker will redeliver");
+                    }
+                });
+            }
+        };
+        tokio::select! {
+            () = consume => {}
+            () = aimbus_amqp::until_lost(connection) => {}
         }
+        aimbus_amqp::close(connection).await;
         Ok(())
     }
 }
