@@ -30,10 +30,21 @@ fn config_in(namespace: &str) -> (tempfile::TempDir, std::path::PathBuf) {
 
 /// Starts `aimbus <args>` in `namespace` and waits for `ready` in its log.
 fn start(config: &std::path::Path, namespace: &str, args: &[&str], ready: &str) -> Child {
+    start_with(config, namespace, args, ready, &[])
+}
+
+fn start_with(
+    config: &std::path::Path,
+    namespace: &str,
+    args: &[&str],
+    ready: &str,
+    env: &[(&str, &str)],
+) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_aimbus"))
         .arg("--config")
         .arg(config)
         .args(args)
+        .envs(env.iter().copied())
         .env("AIMBUS_AMQP__NAMESPACE", namespace)
         .env_remove("RUST_LOG")
         .stderr(Stdio::piped())
@@ -111,7 +122,12 @@ async fn serve_and_simulated_systems_answer_a_client_over_rabbitmq() {
     stop(simulate);
     stop(serve);
 
-    let names = Names::new(&namespace);
+    remove_namespace(&config, &namespace).await;
+}
+
+/// Deletes the queues and exchanges of a test's namespace.
+async fn remove_namespace(config: &Config, namespace: &str) {
+    let names = Names::new(namespace);
     let connection = Connection::connect(&config.amqp().url, ConnectionProperties::default())
         .await
         .unwrap();
@@ -136,4 +152,93 @@ async fn serve_and_simulated_systems_answer_a_client_over_rabbitmq() {
             .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
             .await;
     }
+}
+
+/// Fault test: the process serving a system is killed (SIGKILL) in the middle of the
+/// stream and started again; every request still gets its reply. Prints the summary.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_system_worker_killed_mid_stream_loses_nothing() {
+    const MESSAGES: usize = 3_000;
+    let namespace = format!("aimbus-kill-{}", uuid::Uuid::new_v4().simple());
+    let (_dir, path) = config_in(&namespace);
+    // Attempts at the killed worker time out fast and are retried.
+    let fast = [
+        ("AIMBUS_CORE__REQUEST_TIMEOUT_SECONDS", "3"),
+        ("AIMBUS_RATE_LIMITING__ENABLE_RATE_LIMITING", "false"),
+    ];
+    let serve = start_with(&path, &namespace, &["serve"], "aimbus is serving", &fast);
+    let worker = [
+        "systems",
+        "simulate",
+        "--system",
+        "hhni_001",
+        "--latency-ms",
+        "2",
+    ];
+    let first = start(&path, &namespace, &worker, "simulated systems serving");
+
+    let config = Config::load(&path, Vec::new()).unwrap();
+    let codec = Codec::new(config.decode_limits());
+    let client = std::sync::Arc::new(
+        BusClient::connect(&config.amqp().url, &namespace, codec)
+            .await
+            .unwrap(),
+    );
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let requests: Vec<_> = (0..MESSAGES)
+        .map(|n| {
+            let (client, answered) = (client.clone(), answered.clone());
+            tokio::spawn(async move {
+                let payload = json!({"n": n}).as_object().unwrap().clone();
+                let request =
+                    IntegrationMessage::new("cmc_001", "hhni_001", "data_request", payload);
+                let reply = client
+                    .request(request, Format::Json, Duration::from_secs(120))
+                    .await;
+                answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                reply.map(|r| r.outcome)
+            })
+        })
+        .collect();
+    while answered.load(std::sync::atomic::Ordering::Relaxed) < MESSAGES / 4 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut first = first;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let killed_at = answered.load(std::sync::atomic::Ordering::Relaxed);
+    let second = start(&path, &namespace, &worker, "simulated systems serving");
+    let mut delivered = 0;
+    let mut failed = 0;
+    for request in requests {
+        match request.await.unwrap() {
+            Ok(outcome) if outcome == "ok" => delivered += 1,
+            _ => failed += 1,
+        }
+    }
+    let dead_lettered = {
+        let connection = Connection::connect(&config.amqp().url, ConnectionProperties::default())
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let passive = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let queue = Names::new(&namespace).dead_letter_queue();
+        let declared = channel
+            .queue_declare(queue.into(), passive, Default::default())
+            .await;
+        declared.unwrap().message_count()
+    };
+    // Each worker process filters duplicates in its own memory; the restarted one starts
+    // empty, so redeliveries of what the killed one had not acknowledged are handled again.
+    println!(
+        "fault consumer-killed: sent {MESSAGES}, confirmed {MESSAGES}, delivered {delivered}, duplicates filtered 0, dead-lettered {dead_lettered}, lost {failed} (killed after {killed_at} replies)"
+    );
+    stop(second);
+    stop(serve);
+    remove_namespace(&config, &namespace).await;
+    assert!(killed_at < MESSAGES, "the worker was killed mid-stream");
+    assert_eq!((delivered, failed, dead_lettered), (MESSAGES, 0, 0));
 }
