@@ -49,6 +49,7 @@ async fn amqp_bus() -> AmqpBus {
         .await
         .unwrap();
     bridge.start(router.clone());
+    bridge.publish_events(&registry);
     tokio::time::timeout(Duration::from_secs(30), bridge.wait_connected())
         .await
         .expect("RabbitMQ runs on 127.0.0.1:5672");
@@ -445,5 +446,79 @@ async fn a_python_client_speaks_the_contract_in_msgpack_and_json() {
         assert_eq!(reply["message_type"], "data_response");
         assert_eq!(reply["payload"]["query"], "from python");
     }
+    bus.remove().await;
+}
+
+#[actix_rt::test]
+async fn registry_events_are_published_to_the_events_exchange() {
+    let bus = amqp_bus().await;
+    let connection = Connection::connect(URL, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let options = lapin::options::QueueDeclareOptions {
+        exclusive: true,
+        auto_delete: true,
+        ..Default::default()
+    };
+    let queue = channel
+        .queue_declare("".into(), options, Default::default())
+        .await
+        .unwrap();
+    let queue = queue.name().as_str().to_owned();
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            bus.names.events().into(),
+            "#".into(),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let newcomer: SystemInfo = serde_json::from_value(json!({
+        "system_id": "vif_101", "system_type": "vif", "name": "VIF", "version": "1",
+        "interfaces": {"amqp": bus.names.system_queue("vif_101")},
+    }))
+    .unwrap();
+    bus.registry.register(newcomer).await.unwrap();
+    bus.registry
+        .set_status("vif_101", aimbus_core::IntegrationStatus::Degraded, "slow")
+        .await
+        .unwrap();
+    let mut keys = Vec::new();
+    for _ in 0..200 {
+        match channel
+            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            Some(message) => {
+                let event: serde_json::Value =
+                    serde_json::from_slice(&message.delivery.data).unwrap();
+                keys.push((
+                    message.delivery.routing_key.as_str().to_owned(),
+                    event["kind"].as_str().unwrap().to_owned(),
+                ));
+                if keys.len() == 2 {
+                    break;
+                }
+            }
+            None => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    assert_eq!(
+        keys,
+        [
+            (
+                "system_registered.vif_101".to_owned(),
+                "system_registered".to_owned()
+            ),
+            (
+                "status_update.vif_101".to_owned(),
+                "status_update".to_owned()
+            ),
+        ]
+    );
     bus.remove().await;
 }

@@ -1,16 +1,16 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aimbus_actors::RouterHandle;
+use aimbus_actors::{RegistryHandle, RouterHandle};
 use aimbus_core::{AmqpConfig, Codec, QueueType, SystemInfo, interface};
-use lapin::{Connection, ConnectionProperties};
-use tokio::sync::watch;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use tokio::sync::{broadcast, watch};
 
 use crate::names::Names;
 use crate::publisher::Publisher;
 use crate::replies::ReplyInbox;
 use crate::transport::AmqpTransport;
-use crate::{Error, ingress, link, topology};
+use crate::{Error, ingress, link, metrics, topology};
 
 /// Longest wait between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -29,6 +29,8 @@ pub struct Bridge {
     /// Systems whose queues are declared at every (re)connect.
     systems: Mutex<Vec<SystemInfo>>,
     current: Mutex<Option<Arc<Connection>>>,
+    /// Publishes registry events while connected.
+    events: Mutex<Option<Publisher>>,
 }
 
 impl Bridge {
@@ -43,6 +45,7 @@ impl Bridge {
             connected: watch::channel(false).0,
             systems: Mutex::default(),
             current: Mutex::default(),
+            events: Mutex::default(),
         })
     }
 
@@ -95,6 +98,61 @@ impl Bridge {
         Ok(())
     }
 
+    /// Publishes every registry event to `<ns>.events` as JSON, with routing key
+    /// `<kind>.<system_id>`. Events are news, not orders: one that finds the broker away
+    /// is dropped (and counted), never queued without bound.
+    pub fn publish_events(
+        self: &Arc<Self>,
+        registry: &RegistryHandle,
+    ) -> tokio::task::JoinHandle<()> {
+        let bridge = Arc::clone(self);
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            let Ok(subscription) = registry.subscribe().await else {
+                return;
+            };
+            let mut events = subscription.events;
+            loop {
+                let event = match events.recv().await {
+                    Ok(event) => event,
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        ::metrics::counter!(metrics::EVENTS_DROPPED).increment(missed);
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                let publisher = bridge.events.lock().expect("events lock").clone();
+                let Some(publisher) = publisher else {
+                    ::metrics::counter!(metrics::EVENTS_DROPPED).increment(1);
+                    continue;
+                };
+                let Ok(body) = serde_json::to_vec(&event) else {
+                    continue;
+                };
+                let properties = BasicProperties::default()
+                    .with_content_type("application/json".into())
+                    .with_type(event.kind().into())
+                    .with_delivery_mode(2);
+                // No queue bound to the key is fine: nobody listens for that event.
+                match publisher
+                    .publish(
+                        &bridge.names.events(),
+                        &event.routing_key(),
+                        &body,
+                        properties,
+                    )
+                    .await
+                {
+                    Ok(()) | Err(Error::Unroutable { .. }) => {}
+                    Err(error) => {
+                        tracing::debug!(%error, "registry event dropped");
+                        ::metrics::counter!(metrics::EVENTS_DROPPED).increment(1);
+                    }
+                }
+            }
+        })
+    }
+
     /// Keeps the bridge connected, routing ingress messages through `router`, until the
     /// task is dropped.
     pub fn start(self: &Arc<Self>, router: RouterHandle) -> tokio::task::JoinHandle<()> {
@@ -125,6 +183,7 @@ impl Bridge {
         let publisher = Publisher::open(&connection).await?;
         let inbox = ReplyInbox::start(&connection, self.codec).await?;
         self.transport.attach(publisher, inbox);
+        *self.events.lock().expect("events lock") = Some(Publisher::open(&connection).await?);
         let ingress = ingress::start(
             &connection,
             self.names.clone(),
@@ -146,6 +205,7 @@ impl Bridge {
         }
         let _ = self.connected.send(false);
         self.transport.detach();
+        *self.events.lock().expect("events lock") = None;
         *self.current.lock().expect("connection lock") = None;
         link::close(&connection).await;
         tracing::warn!("lost the broker; reconnecting");

@@ -9,6 +9,7 @@ pub mod envelope;
 mod error;
 mod ingress;
 mod link;
+pub mod metrics;
 mod names;
 mod publisher;
 mod replies;

@@ -33,6 +33,9 @@ pub fn run(config: &Config, systems: &SystemsFile) -> anyhow::Result<()> {
         let router = RouterHandle::start(Arc::new(config.clone()), registry.clone()).await?;
         // Connects, and reconnects whenever the broker goes away, in the background.
         let _link = bridge.as_ref().map(|bridge| bridge.start(router.clone()));
+        let _events = bridge
+            .as_ref()
+            .map(|bridge| bridge.publish_events(&registry));
         if let Some(bridge) = &bridge {
             tokio::select! {
                 () = bridge.wait_connected() => {}
