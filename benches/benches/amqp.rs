@@ -105,40 +105,67 @@ fn kib_payload() -> serde_json::Map<String, serde_json::Value> {
         .clone()
 }
 
-/// The bus path: returns messages per second and the sink's latencies.
-async fn bus_path(namespace: &str, n: usize) -> (f64, Histogram<u64>) {
+fn bus_config(namespace: &str) -> Arc<Config> {
     let toml = format!(
         "[amqp]\nurl = \"{URL}\"\nnamespace = \"{namespace}\"\nprefetch = {PREFETCH}\n\
          [rate_limiting]\nrate_limit_requests_per_minute = 10000000\nrate_limit_burst_size = 1000000\n\
          [core]\nmax_concurrent_requests = 1000\nmax_concurrent_requests_per_system = 1000\n"
     );
-    let config = Arc::new(Config::from_toml_str("bench", &toml, Vec::new(), ".".into()).unwrap());
-    let codec = Codec::new(config.decode_limits());
-    let bridge = Bridge::new(config.amqp(), codec);
-    let names = bridge.names().clone();
-    let system: SystemInfo = serde_json::from_value(json!({
+    Arc::new(Config::from_toml_str("bench", &toml, Vec::new(), ".".into()).unwrap())
+}
+
+fn bench_system(names: &Names) -> SystemInfo {
+    serde_json::from_value(json!({
         "system_id": "bench_001", "system_type": "hhni", "name": "Bench", "version": "1",
         "interfaces": {"amqp": names.system_queue("bench_001")},
     }))
-    .unwrap();
-    bridge.declare_systems([&system]).await.unwrap();
-    let transports = TransportSet::new(Arc::new(InProcessTransport::new()))
-        .with_interface("amqp", bridge.transport());
-    let registry = RegistryHandle::start(config.supervision(), transports);
-    registry.register(system.clone()).await.unwrap();
-    let router = RouterHandle::start(Arc::clone(&config), registry)
-        .await
-        .unwrap();
-    bridge.start(router);
-    bridge.wait_connected().await;
+    .unwrap()
+}
 
+/// Runs the bus on an actix system of its own thread, as `aimbus serve` runs it, and
+/// returns once it is connected; it serves until the process ends.
+fn start_bus(namespace: &str) {
+    let config = bus_config(namespace);
+    let (ready, connected) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix::System::new().block_on(async move {
+            let codec = Codec::new(config.decode_limits());
+            let bridge = Bridge::new(config.amqp(), codec);
+            let system = bench_system(bridge.names());
+            bridge.declare_systems([&system]).await.unwrap();
+            let transports = TransportSet::new(Arc::new(InProcessTransport::new()))
+                .with_interface("amqp", bridge.transport());
+            let registry = RegistryHandle::start(config.supervision(), transports);
+            registry.register(system).await.unwrap();
+            let router = RouterHandle::start(Arc::clone(&config), registry)
+                .await
+                .unwrap();
+            bridge.start(router);
+            bridge.wait_connected().await;
+            ready.send(()).unwrap();
+            std::future::pending::<()>().await;
+        });
+    });
+    connected
+        .recv()
+        .expect("the bus connects to RabbitMQ on 127.0.0.1:5672");
+}
+
+/// The bus path, driven from its own runtime as a separate publisher and a separate
+/// system would drive it: messages per second and the system's latencies.
+async fn bus_path(namespace: &str, n: usize) -> (f64, Histogram<u64>) {
+    let config = bus_config(namespace);
+    let codec = Codec::new(config.decode_limits());
+    let names = Names::new(namespace);
     let sink = Sink::new();
     let counting = Arc::clone(&sink);
     let options = WorkerOptions {
         amqp: config.amqp().clone(),
         prefetch: PREFETCH,
     };
-    let worker = SystemWorker::connect(system, options, codec).await.unwrap();
+    let worker = SystemWorker::connect(bench_system(&names), options, codec)
+        .await
+        .unwrap();
     tokio::spawn(worker.serve(move |message: IntegrationMessage| {
         if message.message_type != "health_check" {
             counting.record(message.timestamp.timestamp_micros());
@@ -291,6 +318,10 @@ async fn remove(connection: &Connection, names: &Names, queues: &[String]) {
 }
 
 fn main() {
+    // RUST_LOG=aimbus_amqp=info shows what the bus does while the figures are taken.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
     let n = std::env::args()
         .skip_while(|a| a != "--messages")
         .nth(1)
@@ -298,8 +329,9 @@ fn main() {
     let namespace = format!("aimbus-bench-{}", std::process::id());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (raw_rate, raw) = runtime.block_on(raw_relay(&namespace, n));
-    // The bus runs its actors on an actix system; the SDK and publisher on tokio tasks.
-    let (bus_rate, bus) = actix::System::new().block_on(bus_path(&namespace, n));
+    // The bus on its own actix thread; publisher and system on the runtime the relay used.
+    start_bus(&namespace);
+    let (bus_rate, bus) = runtime.block_on(bus_path(&namespace, n));
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1e3;
     println!(
         "{n} messages of 1 KiB, persistent, confirmed; {PUBLISHERS} publishes and {PREFETCH} deliveries in flight"

@@ -27,7 +27,8 @@ pub use system_actor::{
     ActorInfo, Deliver, Describe, ExitReason, Fault, SystemActor, SystemDirectory,
 };
 pub use transport::{
-    DeliveryFailure, DeliveryFuture, InProcessTransport, Reply, Transport, TransportSet,
+    DeliveryFailure, DeliveryFuture, DeliveryMode, InProcessTransport, Reply, Transport,
+    TransportSet,
 };
 
 /// Maps keyed by system id on the routing path. Ids come from the registry, not from

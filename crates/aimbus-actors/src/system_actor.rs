@@ -8,7 +8,7 @@ use actix::prelude::*;
 use aimbus_core::{IntegrationMessage, SystemInfo};
 use chrono::{DateTime, Utc};
 
-use crate::transport::{DeliveryFailure, Reply, TransportSet};
+use crate::transport::{DeliveryFailure, DeliveryMode, Reply, TransportSet};
 
 /// Why a system actor ended; sent to the registry as the actor is dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,13 +95,13 @@ impl SystemActor {
 /// The transport call runs beside the actor, so a slow system does not hold its mailbox.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Reply, DeliveryFailure>")]
-pub struct Deliver(pub Arc<IntegrationMessage>);
+pub struct Deliver(pub Arc<IntegrationMessage>, pub DeliveryMode);
 
 impl Handler<Deliver> for SystemActor {
     type Result = ResponseFuture<Result<Reply, DeliveryFailure>>;
 
-    fn handle(&mut self, Deliver(message): Deliver, _: &mut Context<Self>) -> Self::Result {
-        self.transports.deliver(&self.system, message)
+    fn handle(&mut self, Deliver(message, mode): Deliver, _: &mut Context<Self>) -> Self::Result {
+        self.transports.deliver(&self.system, message, mode)
     }
 }
 

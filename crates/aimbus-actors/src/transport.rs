@@ -48,6 +48,16 @@ impl DeliveryFailure {
 
 pub type DeliveryFuture = Pin<Box<dyn Future<Output = Result<Reply, DeliveryFailure>> + Send>>;
 
+/// Whether the sender waits for the system's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryMode {
+    /// Deliver and bring back the system's reply.
+    Request,
+    /// Hand the message to the system's transport durably and return; the system answers
+    /// nobody. Over AMQP this is one confirmed publish to the system's queue.
+    Forward,
+}
+
 /// Carries one message to one system and brings back its reply.
 pub trait Transport: Send + Sync + 'static {
     /// For logs and metrics: `in_process`, `amqp`, `rest_api`.
@@ -58,6 +68,12 @@ pub trait Transport: Send + Sync + 'static {
 
     /// `message` is shared with the router, which keeps it while a retry may follow.
     fn deliver(&self, system: &SystemInfo, message: Arc<IntegrationMessage>) -> DeliveryFuture;
+
+    /// Hands a message over without waiting for an answer; by default a delivery whose
+    /// reply is dropped.
+    fn forward(&self, system: &SystemInfo, message: Arc<IntegrationMessage>) -> DeliveryFuture {
+        self.deliver(system, message)
+    }
 }
 
 type Handler = Arc<dyn Fn(Arc<IntegrationMessage>) -> DeliveryFuture + Send + Sync>;
@@ -153,16 +169,22 @@ impl TransportSet {
 
     /// Delivers through the transport that carries `system`'s traffic: its in-process
     /// handler if it has one, else the first preferred interface a transport reaches.
-    pub fn deliver(&self, system: &SystemInfo, message: Arc<IntegrationMessage>) -> DeliveryFuture {
+    pub fn deliver(
+        &self,
+        system: &SystemInfo,
+        message: Arc<IntegrationMessage>,
+        mode: DeliveryMode,
+    ) -> DeliveryFuture {
         if let Some(handler) = self.in_process.handler(&system.system_id) {
             return handler(message);
         }
         let transport = self.by_interface.iter().find(|(kind, transport)| {
             system.interfaces.contains_key(kind) && transport.reaches(system)
         });
-        match transport {
-            Some((_, transport)) => transport.deliver(system, message),
-            None => {
+        match (transport, mode) {
+            (Some((_, transport)), DeliveryMode::Request) => transport.deliver(system, message),
+            (Some((_, transport)), DeliveryMode::Forward) => transport.forward(system, message),
+            (None, _) => {
                 let kinds: Vec<&str> = system.interfaces.keys().map(String::as_str).collect();
                 let reason = format!(
                     "no transport reaches `{}` (interfaces: {})",
@@ -216,7 +238,7 @@ mod tests {
             "data_request",
             payload,
         ));
-        let reply = set.deliver(system, message).await?;
+        let reply = set.deliver(system, message, DeliveryMode::Request).await?;
         let via = reply.payload.get("via").and_then(serde_json::Value::as_str);
         Ok(via.unwrap_or("in_process").to_owned())
     }

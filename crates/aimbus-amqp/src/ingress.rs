@@ -126,7 +126,13 @@ impl Work {
     ) -> Result<Settle, Error> {
         let reply_to = message.reply_to.clone();
         let request = message.clone();
-        match self.router.route(message).await {
+        // Without reply_to nobody waits for an answer: the message is forwarded (one
+        // confirmed publish to the system's queue) and acknowledged then.
+        let routed = match reply_to {
+            Some(_) => self.router.route(message).await,
+            None => self.router.forward(message).await,
+        };
+        match routed {
             Ok(routed) => {
                 self.attempts
                     .lock()

@@ -110,4 +110,40 @@ impl Transport for AmqpTransport {
             }
         })
     }
+
+    /// One confirmed publish to the system's queue, with no `reply_to`: the system
+    /// acknowledges it once handled, and nobody waits for an answer.
+    fn forward(&self, system: &SystemInfo, message: Arc<IntegrationMessage>) -> DeliveryFuture {
+        let Some(Live { publisher, .. }) = self.live.read().expect("transport lock").clone() else {
+            return Box::pin(async {
+                Err(DeliveryFailure::Unreachable(
+                    "not connected to the broker".into(),
+                ))
+            });
+        };
+        let routing = Routing {
+            priorities: self.priorities,
+            ..Routing::default()
+        };
+        // Forwarded messages answer nobody, whatever reply_to the body carries.
+        let mut forwarded = (*message).clone();
+        forwarded.reply_to = None;
+        let encoded = envelope::encode(&self.codec, Format::MessagePack, &forwarded, &routing);
+        let exchange = self.names.deliver();
+        let routing_key = Names::system_routing_key(system);
+        Box::pin(async move {
+            let (body, properties) =
+                encoded.map_err(|e| DeliveryFailure::Rejected(e.to_string()))?;
+            match publisher
+                .publish(&exchange, &routing_key, &body, properties)
+                .await
+            {
+                Ok(()) => Ok(Reply::new(serde_json::Map::new())),
+                Err(error @ Error::Unroutable { .. }) => {
+                    Err(DeliveryFailure::Unreachable(error.to_string()))
+                }
+                Err(error) => Err(DeliveryFailure::Failed(error.to_string())),
+            }
+        })
+    }
 }

@@ -72,6 +72,16 @@ struct Answer {
     outcome: &'static str,
 }
 
+/// What becomes of a delivery once handled.
+enum Settle {
+    Ack,
+    /// A forwarded message whose handler failed: back to the queue for another try.
+    Retry,
+}
+
+/// Pause before a failed forwarded message goes back to the queue.
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+
 /// Longest wait between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -175,8 +185,17 @@ impl SystemWorker {
                 let shared = Arc::clone(shared);
                 let publisher = publisher.clone();
                 tokio::spawn(async move {
+                    let requeue = BasicNackOptions {
+                        requeue: true,
+                        ..BasicNackOptions::default()
+                    };
                     let settled = match shared.handle(&publisher, &delivery).await {
-                        Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+                        Ok(Settle::Ack) => delivery.ack(BasicAckOptions::default()).await,
+                        Ok(Settle::Retry) => {
+                            // Held a moment, so a failing handler is not spun at full speed.
+                            tokio::time::sleep(RETRY_PAUSE).await;
+                            delivery.nack(requeue).await
+                        }
                         // The requester's reply queue is gone (it reconnected or quit):
                         // the work is done and nobody waits for its answer.
                         Err(Error::Amqp(aimbus_amqp::Error::Unroutable { .. })) => {
@@ -187,10 +206,6 @@ impl SystemWorker {
                         // prefetch slot is freed and the message comes round again.
                         Err(error) => {
                             tracing::warn!(%error, "message returned to the queue");
-                            let requeue = BasicNackOptions {
-                                requeue: true,
-                                ..BasicNackOptions::default()
-                            };
                             delivery.nack(requeue).await
                         }
                     };
@@ -223,14 +238,15 @@ where
     F: Fn(IntegrationMessage) -> Fut,
     Fut: Future<Output = Result<Map<String, Value>, HandlerError>>,
 {
-    async fn handle(&self, publisher: &Publisher, delivery: &Delivery) -> Result<(), Error> {
+    async fn handle(&self, publisher: &Publisher, delivery: &Delivery) -> Result<Settle, Error> {
         let message = match envelope::decode(&self.codec, delivery) {
             Ok(message) => message,
             Err(error) => {
                 let reason = format!("decode: {error}");
-                return Ok(publisher
+                publisher
                     .dead_letter(&self.names, delivery, &reason)
-                    .await?);
+                    .await?;
+                return Ok(Settle::Ack);
             }
         };
         let remembered = self
@@ -256,7 +272,19 @@ where
             }
         };
         let Some(reply_to) = delivery.properties.reply_to() else {
-            return Ok(());
+            // Forwarded: nobody waits for an answer, so the queue itself keeps the promise.
+            return match answer.outcome {
+                "ok" => Ok(Settle::Ack),
+                "failed" => Ok(Settle::Retry),
+                _ => {
+                    let reason = answer.reply.payload.get("error").and_then(Value::as_str);
+                    let reason = format!("rejected: {}", reason.unwrap_or("no reason given"));
+                    publisher
+                        .dead_letter(&self.names, delivery, &reason)
+                        .await?;
+                    Ok(Settle::Ack)
+                }
+            };
         };
         let correlation_id = delivery
             .properties
@@ -273,7 +301,7 @@ where
         publisher
             .publish("", reply_to.as_str(), &body, properties)
             .await?;
-        Ok(())
+        Ok(Settle::Ack)
     }
 
     async fn answer(&self, message: &IntegrationMessage) -> Answer {

@@ -13,7 +13,7 @@ use crate::Error;
 use crate::breaker::{BreakerHandle, BreakerPermit};
 use crate::stats::SystemStats;
 use crate::system_actor::{Deliver, SystemDirectory};
-use crate::transport::{DeliveryFailure, Reply};
+use crate::transport::{DeliveryFailure, DeliveryMode, Reply};
 
 /// What routing keeps per system instance.
 pub struct Instance {
@@ -94,13 +94,15 @@ impl Attempt {
         directory: &SystemDirectory,
         message: Arc<IntegrationMessage>,
         timeout: Duration,
+        mode: DeliveryMode,
     ) -> Result<Reply, Error> {
         let started = Instant::now();
         let system_id = &*self.instance.id;
         let result = match directory.get(system_id) {
             None => Err(Error::SystemActorDown(system_id.to_owned())),
             Some(addr) => {
-                match tokio::time::timeout_at(started + timeout, addr.send(Deliver(message))).await
+                match tokio::time::timeout_at(started + timeout, addr.send(Deliver(message, mode)))
+                    .await
                 {
                     Err(_) => Err(Error::Timeout {
                         system_id: system_id.to_owned(),

@@ -13,6 +13,7 @@ use super::attempt::{Attempt, Instances};
 use super::view::RoutingView;
 use crate::Error;
 use crate::system_actor::SystemDirectory;
+use crate::transport::DeliveryMode;
 
 /// Systems that may stand in for `failed`, best first: other instances of its type, then
 /// systems compatible with it by the seed's rule (a shared interface kind and a shared
@@ -73,6 +74,7 @@ pub struct Fallback {
     pub retry_after: Option<Duration>,
     /// Time allowed for each stand-in's answer.
     pub timeout: Duration,
+    pub mode: DeliveryMode,
 }
 
 impl Handler<Fallback> for FallbackActor {
@@ -94,7 +96,7 @@ impl Handler<Fallback> for FallbackActor {
             }
         };
         let directory = self.directory.clone();
-        let (timeout, breakers) = (request.timeout, self.breakers);
+        let (timeout, mode, breakers) = (request.timeout, request.mode, self.breakers);
         Box::pin(async move {
             let mut last = None;
             for (tried, instance) in candidates.into_iter().enumerate() {
@@ -102,7 +104,7 @@ impl Handler<Fallback> for FallbackActor {
                     continue;
                 };
                 match attempt
-                    .run(&directory, request.message.clone(), timeout)
+                    .run(&directory, request.message.clone(), timeout, mode)
                     .await
                 {
                     Ok(reply) => {

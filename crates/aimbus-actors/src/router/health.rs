@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::view::RoutingView;
 use crate::system_actor::{Deliver, SystemDirectory};
-use crate::transport::DeliveryFailure;
+use crate::transport::{DeliveryFailure, DeliveryMode};
 use crate::{Error, RegistryHandle, metrics};
 
 /// What makes a check's answer healthy, degraded or unhealthy.
@@ -116,7 +116,11 @@ impl HealthMonitor {
             let probe = match addr {
                 None => Probe::Unreachable("the system's actor is not running".into()),
                 Some(addr) => {
-                    match tokio::time::timeout(timeout, addr.send(Deliver(Arc::new(message)))).await
+                    match tokio::time::timeout(
+                        timeout,
+                        addr.send(Deliver(Arc::new(message), DeliveryMode::Request)),
+                    )
+                    .await
                     {
                         Err(_) => Probe::Failed(format!("no answer within {timeout:?}")),
                         Ok(Err(_)) => Probe::Unreachable("the system's actor stopped".into()),

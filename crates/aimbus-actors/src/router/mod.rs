@@ -40,7 +40,7 @@ use crate::breaker::{BreakerEvent, BreakerHandle, BreakerPolicy, BreakerState, O
 use crate::registry_actor::{SetPerformanceMetrics, Subscription};
 use crate::stats::SystemMetrics;
 use crate::system_actor::SystemDirectory;
-use crate::transport::Reply;
+use crate::transport::{DeliveryMode, Reply};
 use crate::{Error, RegistryHandle, metrics};
 use attempt::{Attempt, Instances};
 
@@ -275,10 +275,14 @@ impl StreamHandler<Result<RegistryEvent, BroadcastStreamRecvError>> for Router {
     }
 }
 
-/// Route one message to a system and bring back its reply.
+/// Route one message to a system: as a request (its reply comes back) or forwarded
+/// (handed durably to the system's transport, nobody waits for an answer).
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Routed, Error>")]
-pub struct Route(pub IntegrationMessage);
+pub struct Route {
+    pub message: IntegrationMessage,
+    pub mode: DeliveryMode,
+}
 
 #[derive(Message)]
 #[rtype(result = "Result<Step, Error>")]
@@ -312,8 +316,8 @@ fn count_outcome(result: &Result<Routed, Error>) {
 impl Handler<Route> for Router {
     type Result = ResponseFuture<Result<Routed, Error>>;
 
-    fn handle(&mut self, Route(message): Route, ctx: &mut Context<Self>) -> Self::Result {
-        let admitted = self.admit(&message);
+    fn handle(&mut self, Route { message, mode }: Route, ctx: &mut Context<Self>) -> Self::Result {
+        let admitted = self.admit(&message, mode);
         let (slot, cache_key) = match admitted {
             Ok(Admitted::Go { slot, cache_key }) => (slot, cache_key),
             Ok(Admitted::Cached(routed)) => return answered(Ok(routed)),
@@ -327,6 +331,7 @@ impl Handler<Route> for Router {
             shared: self.shared(ctx),
             policy,
             attempts,
+            mode,
             cache_key,
             _slot: slot,
         };
@@ -352,7 +357,11 @@ enum Admitted {
 impl Router {
     /// The checks before any delivery: valid, not expired, within its source's rate,
     /// not already answered by the cache, and room on the bus.
-    fn admit(&mut self, message: &IntegrationMessage) -> Result<Admitted, Error> {
+    fn admit(
+        &mut self,
+        message: &IntegrationMessage,
+        mode: DeliveryMode,
+    ) -> Result<Admitted, Error> {
         message.validate()?;
         if message.ttl_ms.is_some() && message.is_expired_at(Utc::now()) {
             return Err(Error::Expired {
@@ -368,7 +377,11 @@ impl Router {
                     retry_after,
                 })?;
         }
-        let cache_key = self.cache.as_ref().and_then(|c| c.key(message));
+        // Only requests have replies to cache.
+        let cache_key = match mode {
+            DeliveryMode::Request => self.cache.as_ref().and_then(|c| c.key(message)),
+            DeliveryMode::Forward => None,
+        };
         if let (Some(cache), Some(key)) = (&self.cache, &cache_key) {
             if let Some(hit) = cache.get(key) {
                 return Ok(Admitted::Cached(Routed {
@@ -410,6 +423,7 @@ struct Delivery {
     shared: Arc<Shared>,
     policy: RetryPolicy,
     attempts: u32,
+    mode: DeliveryMode,
     cache_key: Option<cache::CacheKey>,
     _slot: tokio::sync::OwnedSemaphorePermit,
 }
@@ -496,7 +510,9 @@ impl Delivery {
             Step::Deliver(next) => {
                 let served_by = next.system_id().to_owned();
                 let timeout = within(self.shared.request_timeout);
-                let reply = next.run(&self.shared.directory, message, timeout).await?;
+                let reply = next
+                    .run(&self.shared.directory, message, timeout, self.mode)
+                    .await?;
                 Ok(Routed {
                     reply,
                     served_by,
@@ -514,6 +530,7 @@ impl Delivery {
                     failed,
                     retry_after,
                     timeout: within(self.shared.fallback_timeout),
+                    mode: self.mode,
                 };
                 self.shared
                     .fallback
@@ -684,9 +701,19 @@ impl RouterHandle {
         Ok(RouterHandle { router, health })
     }
 
+    /// Routes a message and brings back its reply.
     pub async fn route(&self, message: IntegrationMessage) -> Result<Routed, Error> {
+        self.send(message, DeliveryMode::Request).await
+    }
+
+    /// Routes a message and returns once its system's transport durably has it.
+    pub async fn forward(&self, message: IntegrationMessage) -> Result<Routed, Error> {
+        self.send(message, DeliveryMode::Forward).await
+    }
+
+    async fn send(&self, message: IntegrationMessage, mode: DeliveryMode) -> Result<Routed, Error> {
         self.router
-            .send(Route(message))
+            .send(Route { message, mode })
             .await
             .map_err(Error::stopped("router"))?
     }
