@@ -522,3 +522,58 @@ async fn registry_events_are_published_to_the_events_exchange() {
     );
     bus.remove().await;
 }
+
+#[actix_rt::test]
+async fn a_copy_of_a_message_already_seen_through_is_not_routed_again() {
+    let bus = amqp_bus().await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = Arc::clone(&calls);
+    let options = WorkerOptions {
+        amqp: bus.config.amqp().clone(),
+        prefetch: 8,
+    };
+    let worker = SystemWorker::connect(bus.system.clone(), options, bus.codec)
+        .await
+        .unwrap();
+    let stats = worker.stats();
+    tokio::spawn(worker.serve(move |message: IntegrationMessage| {
+        if message.message_type != "health_check" {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+        echo(message)
+    }));
+    let connection = Connection::connect(URL, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let publisher = Publisher::open(&connection).await.unwrap();
+    let payload = json!({"once": true}).as_object().unwrap().clone();
+    let message = IntegrationMessage::new("cmc_001", "hhni_101", "status_update", payload);
+    let (body, properties) =
+        envelope::encode(&bus.codec, Format::Json, &message, &Default::default()).unwrap();
+    for _ in 0..2 {
+        // A publisher that lost its confirm sends the same message again.
+        publisher
+            .publish(
+                &bus.names.ingress(),
+                INGRESS_ROUTING_KEY,
+                &body,
+                properties.clone(),
+            )
+            .await
+            .unwrap();
+        for _ in 0..200 {
+            if calls.load(Ordering::SeqCst) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        stats.duplicates.load(Ordering::SeqCst),
+        0,
+        "the ingress filtered the copy before it reached the system"
+    );
+    bus.remove().await;
+}

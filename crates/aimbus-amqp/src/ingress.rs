@@ -17,6 +17,7 @@ use tokio_stream::StreamExt;
 use crate::Error;
 use crate::dedup::DedupWindow;
 use crate::envelope::{self, Routing};
+use crate::metrics;
 use crate::names::Names;
 use crate::publisher::Publisher;
 
@@ -44,6 +45,7 @@ pub async fn start(
         .await?;
     let publisher = Publisher::open(connection).await?;
     let attempts = Arc::new(Mutex::new(DedupWindow::new(config.dedup_window)));
+    let forwarded = Arc::new(Mutex::new(DedupWindow::new(config.dedup_window)));
     let delivery_limit = config.delivery_limit;
     Ok(tokio::spawn(async move {
         let _channel = channel;
@@ -56,6 +58,7 @@ pub async fn start(
                         codec,
                         router: router.clone(),
                         attempts: Arc::clone(&attempts),
+                        forwarded: Arc::clone(&forwarded),
                         delivery_limit,
                     };
                     tokio::spawn(work.handle(delivery));
@@ -76,32 +79,57 @@ struct Work {
     router: RouterHandle,
     /// Deliveries so far of messages that failed transiently, by message id.
     attempts: Arc<Mutex<DedupWindow<u32>>>,
+    /// Ids of messages already forwarded to their system: a redelivery or a republished
+    /// copy of one is acknowledged, not forwarded again. (A request is routed again, so
+    /// its sender gets its answer again; a dead letter may be replayed.)
+    forwarded: Arc<Mutex<DedupWindow<()>>>,
     delivery_limit: u32,
 }
 
 /// What becomes of an ingress delivery.
 enum Settle {
-    /// Done with: delivered (and answered), or dead-lettered.
+    /// Done with: answered, or dead-lettered.
     Ack,
+    /// Done with: handed to its system's queue.
+    Forwarded,
     /// Failed transiently: back to the queue after this pause, for another delivery.
     Requeue(Duration),
 }
 
 impl Work {
     async fn handle(self, delivery: Delivery) {
+        let mut forwarded_id = None;
         let settled = match envelope::decode(&self.codec, &delivery) {
             Err(error) => self
                 .dead_letter(&delivery, &format!("decode: {error}"))
                 .await
                 .map(|()| Settle::Ack),
-            Ok(message) => self.route(&delivery, message).await,
+            Ok(message)
+                if message.reply_to.is_none() && self.already_forwarded(&message.message_id) =>
+            {
+                ::metrics::counter!(metrics::INGRESS_DUPLICATES).increment(1);
+                Ok(Settle::Ack)
+            }
+            Ok(message) => {
+                forwarded_id = message
+                    .reply_to
+                    .is_none()
+                    .then(|| message.message_id.clone());
+                self.route(&delivery, message).await
+            }
         };
+        if let (Ok(Settle::Forwarded), Some(id)) = (&settled, &forwarded_id) {
+            self.forwarded
+                .lock()
+                .expect("forwarded lock")
+                .insert(id, ());
+        }
         let requeue = BasicNackOptions {
             requeue: true,
             ..BasicNackOptions::default()
         };
         let acked = match settled {
-            Ok(Settle::Ack) => delivery.ack(BasicAckOptions::default()).await,
+            Ok(Settle::Ack | Settle::Forwarded) => delivery.ack(BasicAckOptions::default()).await,
             Ok(Settle::Requeue(pause)) => {
                 // Held meanwhile, so a system that is down slows the ingress rather than
                 // spinning its messages through the queue.
@@ -139,7 +167,7 @@ impl Work {
                     .expect("attempts lock")
                     .insert(&request.message_id, 0);
                 let Some(reply_to) = reply_to else {
-                    return Ok(Settle::Ack);
+                    return Ok(Settle::Forwarded);
                 };
                 let reply =
                     envelope::reply_to_request(&request, &routed.served_by, routed.reply.payload);
@@ -183,6 +211,11 @@ impl Work {
                     .map(|()| Settle::Ack)
             }
         }
+    }
+
+    fn already_forwarded(&self, message_id: &str) -> bool {
+        let forwarded = self.forwarded.lock().expect("forwarded lock");
+        forwarded.get(message_id).is_some()
     }
 
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), Error> {
