@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use aimbus_actors::{InProcessTransport, RegistryHandle, RouterHandle, TransportSet};
 use aimbus_amqp::envelope::{self, Routing};
 use aimbus_amqp::{Bridge, INGRESS_ROUTING_KEY, Publisher};
-use aimbus_client::{HandlerError, SystemWorker, WorkerOptions};
+use aimbus_client::{BusClient, HandlerError, SystemWorker, WorkerOptions};
 use aimbus_core::{Codec, Config, Format, IntegrationMessage, SystemInfo};
 use lapin::options::BasicGetOptions;
 use lapin::{Connection, ConnectionProperties};
@@ -105,51 +105,6 @@ impl Drop for FaultBroker {
     fn drop(&mut self) {
         self.ctl(&["stop"]);
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A publisher that survives the broker going away: a publish that failed, or whose
-/// confirm never came, is sent again on a new connection until the broker confirms it.
-struct ResilientPublisher {
-    url: String,
-    current: tokio::sync::Mutex<Option<(Connection, Publisher)>>,
-}
-
-impl ResilientPublisher {
-    async fn publish(
-        &self,
-        exchange: &str,
-        key: &str,
-        body: &[u8],
-        properties: lapin::BasicProperties,
-    ) {
-        loop {
-            let publisher = {
-                let mut current = self.current.lock().await;
-                if current.is_none() {
-                    if let Ok(connection) =
-                        Connection::connect(&self.url, ConnectionProperties::default()).await
-                    {
-                        if let Ok(publisher) = Publisher::open(&connection).await {
-                            *current = Some((connection, publisher));
-                        }
-                    }
-                }
-                current.as_ref().map(|(_, p)| p.clone())
-            };
-            if let Some(publisher) = publisher {
-                let sent = tokio::time::timeout(
-                    Duration::from_secs(5),
-                    publisher.publish(exchange, key, body, properties.clone()),
-                )
-                .await;
-                if let Ok(Ok(())) = sent {
-                    return;
-                }
-                *self.current.lock().await = None;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 }
 
@@ -272,31 +227,27 @@ async fn twenty_thousand_messages_through_three_broker_restarts_lose_none() {
         async move { Ok::<_, HandlerError>(serde_json::Map::new()) }
     }));
 
-    let publisher = Arc::new(ResilientPublisher {
-        url: url.clone(),
-        current: Default::default(),
-    });
+    // The SDK's client rides out the restarts: it sends again what was not confirmed.
+    let client = Arc::new(
+        BusClient::connect(&url, &config.amqp().namespace, codec)
+            .await
+            .unwrap(),
+    );
     let confirmed = Arc::new(Mutex::new(HashSet::new()));
     let next = Arc::new(AtomicUsize::new(0));
     let publishers: Vec<_> = (0..32)
         .map(|_| {
-            let (publisher, confirmed, next, names) = (
-                Arc::clone(&publisher),
+            let (client, confirmed, next) = (
+                Arc::clone(&client),
                 Arc::clone(&confirmed),
                 Arc::clone(&next),
-                names.clone(),
             );
             tokio::spawn(async move {
                 while next.fetch_add(1, Ordering::Relaxed) < MESSAGES {
                     let payload = json!({"n": 1}).as_object().unwrap().clone();
                     let message =
                         IntegrationMessage::new("cmc_001", "fault_001", "status_update", payload);
-                    let (body, properties) =
-                        envelope::encode(&codec, Format::Json, &message, &Routing::default())
-                            .unwrap();
-                    publisher
-                        .publish(&names.ingress(), INGRESS_ROUTING_KEY, &body, properties)
-                        .await;
+                    client.send(&message, Format::Json).await.unwrap();
                     confirmed.lock().unwrap().insert(message.message_id);
                 }
             })

@@ -1,49 +1,105 @@
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aimbus_amqp::envelope::{self, Routing};
 use aimbus_amqp::{INGRESS_ROUTING_KEY, Names, Publisher, ReplyInbox, ReplyMessage};
 use aimbus_core::{Codec, Format, IntegrationMessage};
 use lapin::{Connection, ConnectionProperties};
+use tokio::sync::Mutex;
 
 use crate::Error;
 
+/// How long `send` keeps trying through broker outages before it gives up.
+const SEND_PATIENCE: Duration = Duration::from_secs(30);
+
 /// Publishes messages to the bus's ingress, with publisher confirms, and awaits replies.
+/// It rides out broker outages: a publish that failed, or whose confirm never came, is
+/// sent again on a new connection (the bus drops copies of what it already has), and a
+/// request whose reply queue went away is sent again with the same id.
 pub struct BusClient {
-    _connection: Connection,
-    publisher: Publisher,
-    inbox: Arc<ReplyInbox>,
+    url: String,
     names: Names,
     codec: Codec,
+    session: Mutex<Option<Session>>,
+}
+
+#[derive(Clone)]
+struct Session {
+    connection: Arc<Connection>,
+    publisher: Publisher,
+    inbox: Arc<ReplyInbox>,
 }
 
 impl BusClient {
     pub async fn connect(url: &str, namespace: &str, codec: Codec) -> Result<BusClient, Error> {
-        let connection = Connection::connect(url, ConnectionProperties::default()).await?;
-        let publisher = Publisher::open(&connection).await?;
-        let inbox = ReplyInbox::start(&connection, codec).await?;
-        Ok(BusClient {
-            _connection: connection,
-            publisher,
-            inbox,
+        let client = BusClient {
+            url: url.to_owned(),
             names: Names::new(namespace),
             codec,
-        })
+            session: Mutex::new(None),
+        };
+        client.session().await?;
+        Ok(client)
+    }
+
+    /// The current session, or a new one.
+    async fn session(&self) -> Result<Session, Error> {
+        let mut current = self.session.lock().await;
+        if let Some(session) = current.as_ref() {
+            if session.connection.status().connected() {
+                return Ok(session.clone());
+            }
+        }
+        let connection =
+            Arc::new(Connection::connect(&self.url, ConnectionProperties::default()).await?);
+        let session = Session {
+            publisher: Publisher::open(&connection).await?,
+            inbox: ReplyInbox::start(&connection, self.codec).await?,
+            connection,
+        };
+        *current = Some(session.clone());
+        Ok(session)
+    }
+
+    async fn forget(&self) {
+        *self.session.lock().await = None;
     }
 
     /// Publishes to the ingress; returns once the broker has the message in its queue.
     pub async fn send(&self, message: &IntegrationMessage, format: Format) -> Result<(), Error> {
         let (body, properties) =
             envelope::encode(&self.codec, format, message, &Routing::default())?;
-        self.publisher
-            .publish(
-                &self.names.ingress(),
-                INGRESS_ROUTING_KEY,
-                &body,
-                properties,
-            )
-            .await?;
-        Ok(())
+        let started = Instant::now();
+        let mut wait = Duration::from_millis(100);
+        loop {
+            let sent = match self.session().await {
+                Ok(session) => session
+                    .publisher
+                    .publish(
+                        &self.names.ingress(),
+                        INGRESS_ROUTING_KEY,
+                        &body,
+                        properties.clone(),
+                    )
+                    .await
+                    .map_err(Error::from),
+                Err(error) => Err(error),
+            };
+            match sent {
+                Ok(()) => return Ok(()),
+                // Not the broker's trouble: no ingress to route to.
+                Err(error @ Error::Amqp(aimbus_amqp::Error::Unroutable { .. })) => {
+                    return Err(error);
+                }
+                Err(error) if started.elapsed() > SEND_PATIENCE => return Err(error),
+                Err(error) => {
+                    tracing::debug!(%error, "send failed; trying again on a new connection");
+                    self.forget().await;
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
     }
 
     /// Sends a message with this client's reply queue as `reply_to` and waits for the
@@ -54,13 +110,18 @@ impl BusClient {
         format: Format,
         timeout: Duration,
     ) -> Result<ReplyMessage, Error> {
-        message.reply_to = Some(self.inbox.queue().to_owned());
-        let pending = self.inbox.expect_correlation(message.message_id.clone());
-        self.send(&message, format).await?;
-        tokio::time::timeout(timeout, pending.wait())
-            .await
-            .ok()
-            .flatten()
-            .ok_or(Error::NoReply(timeout))
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let session = self.session().await?;
+            message.reply_to = Some(session.inbox.queue().to_owned());
+            let pending = session.inbox.expect_correlation(message.message_id.clone());
+            self.send(&message, format).await?;
+            match tokio::time::timeout_at(deadline, pending.wait()).await {
+                Ok(Some(reply)) => return Ok(reply),
+                // The reply queue went with its connection: ask again on a new one.
+                Ok(None) => self.forget().await,
+                Err(_) => return Err(Error::NoReply(timeout)),
+            }
+        }
     }
 }
