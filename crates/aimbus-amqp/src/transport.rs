@@ -59,13 +59,8 @@ impl Transport for AmqpTransport {
     }
 
     fn deliver(&self, system: &SystemInfo, message: Arc<IntegrationMessage>) -> DeliveryFuture {
-        let Some(Live { publisher, inbox }) = self.live.read().expect("transport lock").clone()
-        else {
-            return Box::pin(async {
-                Err(DeliveryFailure::Unreachable(
-                    "not connected to the broker".into(),
-                ))
-            });
+        let Some(Live { publisher, inbox }) = self.live() else {
+            return disconnected();
         };
         let pending = inbox.expect(&message.message_id);
         let routing = Routing {
@@ -74,22 +69,9 @@ impl Transport for AmqpTransport {
             priorities: self.priorities,
             headers: Vec::new(),
         };
-        let encoded = envelope::encode(&self.codec, Format::MessagePack, &message, &routing);
-        let exchange = self.names.deliver();
-        let routing_key = Names::system_routing_key(system);
+        let sent = self.send(publisher, system, &message, &routing);
         Box::pin(async move {
-            let (body, properties) =
-                encoded.map_err(|e| DeliveryFailure::Rejected(e.to_string()))?;
-            match publisher
-                .publish(&exchange, &routing_key, &body, properties)
-                .await
-            {
-                Ok(()) => {}
-                Err(error @ Error::Unroutable { .. }) => {
-                    return Err(DeliveryFailure::Unreachable(error.to_string()));
-                }
-                Err(error) => return Err(DeliveryFailure::Failed(error.to_string())),
-            }
+            sent.await?;
             let reply = pending
                 .wait()
                 .await
@@ -114,12 +96,8 @@ impl Transport for AmqpTransport {
     /// One confirmed publish to the system's queue, with no `reply_to`: the system
     /// acknowledges it once handled, and nobody waits for an answer.
     fn forward(&self, system: &SystemInfo, message: Arc<IntegrationMessage>) -> DeliveryFuture {
-        let Some(Live { publisher, .. }) = self.live.read().expect("transport lock").clone() else {
-            return Box::pin(async {
-                Err(DeliveryFailure::Unreachable(
-                    "not connected to the broker".into(),
-                ))
-            });
+        let Some(Live { publisher, .. }) = self.live() else {
+            return disconnected();
         };
         let routing = Routing {
             priorities: self.priorities,
@@ -128,22 +106,49 @@ impl Transport for AmqpTransport {
         // Forwarded messages answer nobody, whatever reply_to the body carries.
         let mut forwarded = (*message).clone();
         forwarded.reply_to = None;
-        let encoded = envelope::encode(&self.codec, Format::MessagePack, &forwarded, &routing);
-        let exchange = self.names.deliver();
-        let routing_key = Names::system_routing_key(system);
+        let sent = self.send(publisher, system, &forwarded, &routing);
         Box::pin(async move {
-            let (body, properties) =
-                encoded.map_err(|e| DeliveryFailure::Rejected(e.to_string()))?;
-            match publisher
-                .publish(&exchange, &routing_key, &body, properties)
-                .await
-            {
-                Ok(()) => Ok(Reply::new(serde_json::Map::new())),
-                Err(error @ Error::Unroutable { .. }) => {
-                    Err(DeliveryFailure::Unreachable(error.to_string()))
-                }
-                Err(error) => Err(DeliveryFailure::Failed(error.to_string())),
-            }
+            sent.await?;
+            Ok(Reply::new(serde_json::Map::new()))
         })
     }
+}
+
+impl AmqpTransport {
+    fn live(&self) -> Option<Live> {
+        self.live.read().expect("transport lock").clone()
+    }
+
+    /// Encodes and publishes to the deliver exchange with the system's routing key; an
+    /// unroutable message means no queue is there for the system.
+    fn send(
+        &self,
+        publisher: Publisher,
+        system: &SystemInfo,
+        message: &IntegrationMessage,
+        routing: &Routing<'_>,
+    ) -> impl Future<Output = Result<(), DeliveryFailure>> + Send + 'static {
+        let encoded = envelope::encode(&self.codec, Format::MessagePack, message, routing);
+        let exchange = self.names.deliver();
+        let routing_key = Names::system_routing_key(system);
+        async move {
+            let (body, properties) =
+                encoded.map_err(|e| DeliveryFailure::Rejected(e.to_string()))?;
+            publisher
+                .publish(&exchange, &routing_key, &body, properties)
+                .await
+                .map_err(|error| match error {
+                    Error::Unroutable { .. } => DeliveryFailure::Unreachable(error.to_string()),
+                    other => DeliveryFailure::Failed(other.to_string()),
+                })
+        }
+    }
+}
+
+fn disconnected() -> DeliveryFuture {
+    Box::pin(async {
+        Err(DeliveryFailure::Unreachable(
+            "not connected to the broker".into(),
+        ))
+    })
 }
