@@ -28,8 +28,13 @@ struct AmqpBus {
 }
 
 async fn amqp_bus() -> AmqpBus {
+    amqp_bus_with("").await
+}
+
+/// A bus as `amqp_bus` makes it, with more `[amqp]` settings.
+async fn amqp_bus_with(amqp_settings: &str) -> AmqpBus {
     let namespace = format!("aimbus-test-{}", uuid::Uuid::new_v4().simple());
-    let toml = format!("[amqp]\nurl = \"{URL}\"\nnamespace = \"{namespace}\"\n");
+    let toml = format!("[amqp]\nurl = \"{URL}\"\nnamespace = \"{namespace}\"\n{amqp_settings}");
     let config = Arc::new(Config::from_toml_str("test", &toml, Vec::new(), ".".into()).unwrap());
     let codec = Codec::new(config.decode_limits());
     let bridge = Bridge::new(config.amqp(), codec);
@@ -575,5 +580,52 @@ async fn a_copy_of_a_message_already_seen_through_is_not_routed_again() {
         0,
         "the ingress filtered the copy before it reached the system"
     );
+    bus.remove().await;
+}
+
+#[actix_rt::test]
+async fn system_queues_can_be_quorum_queues_with_a_delivery_limit() {
+    let bus = amqp_bus_with("queue_type = \"quorum\"\ndelivery_limit = 7\n").await;
+    bus.serve(echo).await;
+    let client = bus.client().await;
+    let payload = json!({"q": "quorum"}).as_object().unwrap().clone();
+    let request = IntegrationMessage::new("cmc_001", "hhni_101", "data_request", payload);
+    let reply = client
+        .request(request, Format::Json, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(reply.message.payload["q"], "quorum");
+    // The broker refuses to redeclare a queue with other arguments: declaring it as
+    // classic fails, declaring it with the bus's quorum arguments succeeds.
+    use lapin::types::{AMQPValue, FieldTable};
+    let connection = Connection::connect(URL, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let durable = lapin::options::QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let mut classic = FieldTable::default();
+    classic.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("classic".into()),
+    );
+    let mut quorum = FieldTable::default();
+    quorum.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    quorum.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(7));
+    let queue = bus.names.system_queue("hhni_101");
+    let as_classic = connection.create_channel().await.unwrap();
+    let refused = as_classic
+        .queue_declare(queue.as_str().into(), durable, classic)
+        .await;
+    assert!(refused.is_err(), "the system queue is not classic");
+    let as_quorum = connection.create_channel().await.unwrap();
+    let accepted = as_quorum
+        .queue_declare(queue.as_str().into(), durable, quorum)
+        .await;
+    assert!(accepted.is_ok(), "{accepted:?}");
     bus.remove().await;
 }
