@@ -153,7 +153,7 @@ impl Work {
         message: IntegrationMessage,
     ) -> Result<Settle, Error> {
         let reply_to = message.reply_to.clone();
-        let request = message.clone();
+        let request = message.without_payload();
         // Without reply_to nobody waits for an answer: the message is forwarded (one
         // confirmed publish to the system's queue) and acknowledged then.
         let routed = match reply_to {

@@ -103,10 +103,15 @@ impl Transport for AmqpTransport {
             priorities: self.priorities,
             ..Routing::default()
         };
-        // Forwarded messages answer nobody, whatever reply_to the body carries.
-        let mut forwarded = (*message).clone();
-        forwarded.reply_to = None;
-        let sent = self.send(publisher, system, &forwarded, &routing);
+        // Forwarded messages answer nobody, whatever reply_to the body carries (copied
+        // only in that rare case).
+        let sent = if message.reply_to.is_some() {
+            let mut forwarded = (*message).clone();
+            forwarded.reply_to = None;
+            self.send(publisher, system, &forwarded, &routing)
+        } else {
+            self.send(publisher, system, &message, &routing)
+        };
         Box::pin(async move {
             sent.await?;
             Ok(Reply::new(serde_json::Map::new()))

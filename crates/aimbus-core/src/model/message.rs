@@ -102,6 +102,25 @@ impl IntegrationMessage {
         Ok(())
     }
 
+    /// A copy of the envelope with an empty payload: what answering a message needs,
+    /// without copying what it carries.
+    pub fn without_payload(&self) -> IntegrationMessage {
+        IntegrationMessage {
+            message_id: self.message_id.clone(),
+            source_system: self.source_system.clone(),
+            target_system: self.target_system.clone(),
+            message_type: self.message_type.clone(),
+            payload: serde_json::Map::new(),
+            timestamp: self.timestamp,
+            priority: self.priority,
+            retry_count: self.retry_count,
+            max_retries: self.max_retries,
+            correlation_id: self.correlation_id.clone(),
+            reply_to: self.reply_to.clone(),
+            ttl_ms: self.ttl_ms,
+        }
+    }
+
     /// The instant past which the message must not be delivered, if it has a ttl.
     pub fn deadline(&self) -> Option<DateTime<Utc>> {
         let ttl = Duration::from_millis(self.ttl_ms?);
@@ -168,6 +187,20 @@ mod tests {
                 other => panic!("expected an invalid {field}, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn without_payload_keeps_the_envelope() {
+        let m = message();
+        let envelope = m.without_payload();
+        assert!(envelope.payload.is_empty());
+        assert_eq!(
+            IntegrationMessage {
+                payload: m.payload.clone(),
+                ..envelope
+            },
+            m
+        );
     }
 
     #[test]
