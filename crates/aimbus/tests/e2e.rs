@@ -242,3 +242,68 @@ async fn a_system_worker_killed_mid_stream_loses_nothing() {
     assert!(killed_at < MESSAGES, "the worker was killed mid-stream");
     assert_eq!((delivered, failed, dead_lettered), (MESSAGES, 0, 0));
 }
+
+/// `aimbus dlq list --json` shows a dead letter with its reason; `aimbus dlq replay --all`
+/// sends it back to the ingress (where, its target still unknown, it dies again).
+#[tokio::test(flavor = "multi_thread")]
+async fn dlq_commands_list_and_replay_dead_letters() {
+    let namespace = format!("aimbus-dlq-{}", uuid::Uuid::new_v4().simple());
+    let (_dir, path) = config_in(&namespace);
+    let serve = start(&path, &namespace, &["serve"], "aimbus is serving");
+    let config = Config::load(&path, Vec::new()).unwrap();
+    let codec = Codec::new(config.decode_limits());
+    let client = BusClient::connect(&config.amqp().url, &namespace, codec)
+        .await
+        .unwrap();
+    let payload = json!({"q": 1}).as_object().unwrap().clone();
+    let lost = IntegrationMessage::new("cmc_001", "nobody_001", "status_update", payload);
+    client.send(&lost, Format::Json).await.unwrap();
+
+    let dlq = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_aimbus"))
+            .arg("--config")
+            .arg(&path)
+            .arg("dlq")
+            .args(args)
+            .env("AIMBUS_AMQP__NAMESPACE", &namespace)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    };
+    let mut listed = Vec::new();
+    for _ in 0..100 {
+        let output = dlq(&["list", "--json"]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        listed = serde_json::from_slice::<Vec<serde_json::Value>>(&output.stdout).unwrap();
+        if !listed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["message_id"], lost.message_id.as_str());
+    assert!(
+        listed[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("unknown_target: ")
+    );
+    let table = String::from_utf8_lossy(&dlq(&["list"]).stdout).into_owned();
+    assert!(
+        table.contains(&lost.message_id) && table.contains("1 dead letters"),
+        "{table}"
+    );
+
+    let replayed = dlq(&["replay", "--id", &lost.message_id]);
+    assert!(replayed.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&replayed.stdout).trim(),
+        "replayed 1 dead letters to the ingress"
+    );
+    stop(serve);
+    remove_namespace(&config, &namespace).await;
+}
