@@ -123,12 +123,13 @@ fn bench_system(names: &Names) -> SystemInfo {
 }
 
 /// Runs the bus on an actix system of its own thread, as `aimbus serve` runs it, and
-/// returns once it is connected; it serves until the process ends.
-fn start_bus(namespace: &str) {
+/// returns once it is connected, with the means to stop it.
+fn start_bus(namespace: &str) -> (actix::System, std::thread::JoinHandle<()>) {
     let config = bus_config(namespace);
     let (ready, connected) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        actix::System::new().block_on(async move {
+    let thread = std::thread::spawn(move || {
+        let system = actix::System::new();
+        system.block_on(async move {
             let codec = Codec::new(config.decode_limits());
             let bridge = Bridge::new(config.amqp(), codec);
             let system = bench_system(bridge.names());
@@ -142,13 +143,15 @@ fn start_bus(namespace: &str) {
                 .unwrap();
             bridge.start(router);
             bridge.wait_connected().await;
-            ready.send(()).unwrap();
-            std::future::pending::<()>().await;
+            ready.send(actix::System::current()).unwrap();
         });
+        // Serves until stopped.
+        system.run().unwrap();
     });
-    connected
+    let system = connected
         .recv()
         .expect("the bus connects to RabbitMQ on 127.0.0.1:5672");
+    (system, thread)
 }
 
 /// The bus path, driven from its own runtime as a separate publisher and a separate
@@ -330,8 +333,23 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (raw_rate, raw) = runtime.block_on(raw_relay(&namespace, n));
     // The bus on its own actix thread; publisher and system on the runtime the relay used.
-    start_bus(&namespace);
+    let (bus_system, bus_thread) = start_bus(&namespace);
     let (bus_rate, bus) = runtime.block_on(bus_path(&namespace, n));
+    // Stopped first, or its reconnect loop would declare the namespace again.
+    bus_system.stop();
+    bus_thread.join().unwrap();
+    runtime.block_on(async {
+        let names = Names::new(&namespace);
+        let connection = Connection::connect(URL, ConnectionProperties::default())
+            .await
+            .unwrap();
+        let queues = [
+            names.ingress(),
+            names.dead_letter_queue(),
+            names.system_queue("bench_001"),
+        ];
+        remove(&connection, &names, &queues).await;
+    });
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1e3;
     println!(
         "{n} messages of 1 KiB, persistent, confirmed; {PUBLISHERS} publishes and {PREFETCH} deliveries in flight"

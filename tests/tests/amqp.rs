@@ -23,6 +23,9 @@ struct AmqpBus {
     names: Names,
     system: SystemInfo,
     bridge: Arc<Bridge>,
+    /// The bridge's reconnect loop, stopped before the namespace is removed (or it would
+    /// declare it again).
+    link: tokio::task::JoinHandle<()>,
     registry: RegistryHandle,
     router: RouterHandle,
 }
@@ -53,7 +56,7 @@ async fn amqp_bus_with(amqp_settings: &str) -> AmqpBus {
     let router = RouterHandle::start(Arc::clone(&config), registry.clone())
         .await
         .unwrap();
-    bridge.start(router.clone());
+    let link = bridge.start(router.clone());
     bridge.publish_events(&registry);
     tokio::time::timeout(Duration::from_secs(30), bridge.wait_connected())
         .await
@@ -64,6 +67,7 @@ async fn amqp_bus_with(amqp_settings: &str) -> AmqpBus {
         names,
         system,
         bridge,
+        link,
         registry,
         router,
     }
@@ -108,6 +112,7 @@ impl AmqpBus {
 
     /// Deletes every queue and exchange of the namespace.
     async fn remove(self) {
+        self.link.abort();
         let connection = Connection::connect(URL, ConnectionProperties::default())
             .await
             .unwrap();
