@@ -8,7 +8,7 @@ use std::time::Duration;
 use aimbus_actors::{InProcessTransport, RegistryHandle, RouterHandle, TransportSet};
 use aimbus_amqp::envelope::{self, ERROR_HEADER};
 use aimbus_amqp::{Bridge, DeadLetters, INGRESS_ROUTING_KEY, Names, Publisher, Selection};
-use aimbus_client::{BusClient, HandlerError, SystemWorker, WorkerOptions};
+use aimbus_client::{BusClient, HandlerError, SystemWorker, WorkerOptions, WorkerStats};
 use aimbus_core::{Codec, Config, Format, IntegrationMessage, SystemInfo};
 use lapin::options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
@@ -75,7 +75,7 @@ async fn amqp_bus_with(amqp_settings: &str) -> AmqpBus {
 
 impl AmqpBus {
     /// Runs the system on the SDK with `handler`.
-    async fn serve<F, Fut>(&self, handler: F)
+    async fn serve<F, Fut>(&self, handler: F) -> Arc<WorkerStats>
     where
         F: Fn(IntegrationMessage) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<
@@ -83,10 +83,10 @@ impl AmqpBus {
             > + Send
             + 'static,
     {
-        self.serve_system(self.system.clone(), handler).await;
+        self.serve_system(self.system.clone(), handler).await
     }
 
-    async fn serve_system<F, Fut>(&self, system: SystemInfo, handler: F)
+    async fn serve_system<F, Fut>(&self, system: SystemInfo, handler: F) -> Arc<WorkerStats>
     where
         F: Fn(IntegrationMessage) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<
@@ -101,7 +101,9 @@ impl AmqpBus {
         let worker = SystemWorker::connect(system, options, self.codec)
             .await
             .unwrap();
+        let stats = worker.stats();
         tokio::spawn(worker.serve(handler));
+        stats
     }
 
     async fn client(&self) -> BusClient {
@@ -147,6 +149,22 @@ async fn echo(
     let mut payload = message.payload;
     payload.insert("handled_by".into(), json!("hhni_101"));
     Ok(payload)
+}
+
+/// `handler`, counting into `calls` the messages it is given (health checks are
+/// answered by the SDK itself and never reach it).
+fn counted<F, Fut>(
+    calls: &Arc<AtomicU32>,
+    handler: F,
+) -> impl Fn(IntegrationMessage) -> Fut + Send + Sync + 'static
+where
+    F: Fn(IntegrationMessage) -> Fut + Send + Sync + 'static,
+{
+    let calls = Arc::clone(calls);
+    move |message| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        handler(message)
+    }
 }
 
 #[actix_rt::test]
@@ -197,16 +215,12 @@ async fn a_request_on_the_ingress_reaches_an_sdk_system_and_its_reply_comes_back
 async fn a_system_failure_comes_back_typed_and_a_rejection_is_not_retried() {
     let bus = amqp_bus().await;
     let calls = Arc::new(AtomicU32::new(0));
-    let counter = Arc::clone(&calls);
-    bus.serve(move |message: IntegrationMessage| {
-        counter.fetch_add(1, Ordering::SeqCst);
-        async move {
-            Err(HandlerError::Rejected(format!(
-                "cannot read {}",
-                message.message_type
-            )))
-        }
-    })
+    bus.serve(counted(&calls, |message: IntegrationMessage| async move {
+        Err(HandlerError::Rejected(format!(
+            "cannot read {}",
+            message.message_type
+        )))
+    }))
     .await;
     let payload = json!({"q": 1}).as_object().unwrap().clone();
     let err = bus
@@ -296,12 +310,7 @@ async fn poison_and_unroutable_messages_are_dead_lettered_with_their_reason() {
 async fn a_redelivered_message_is_answered_again_but_handled_once() {
     let bus = amqp_bus().await;
     let calls = Arc::new(AtomicU32::new(0));
-    let counter = Arc::clone(&calls);
-    bus.serve(move |message: IntegrationMessage| {
-        counter.fetch_add(1, Ordering::SeqCst);
-        echo(message)
-    })
-    .await;
+    bus.serve(counted(&calls, echo)).await;
     let client = bus.client().await;
     let payload = json!({"once": true}).as_object().unwrap().clone();
     let request = IntegrationMessage::new("cmc_001", "hhni_101", "status_update", payload);
@@ -537,21 +546,7 @@ async fn registry_events_are_published_to_the_events_exchange() {
 async fn a_copy_of_a_message_already_seen_through_is_not_routed_again() {
     let bus = amqp_bus().await;
     let calls = Arc::new(AtomicU32::new(0));
-    let counter = Arc::clone(&calls);
-    let options = WorkerOptions {
-        amqp: bus.config.amqp().clone(),
-        prefetch: 8,
-    };
-    let worker = SystemWorker::connect(bus.system.clone(), options, bus.codec)
-        .await
-        .unwrap();
-    let stats = worker.stats();
-    tokio::spawn(worker.serve(move |message: IntegrationMessage| {
-        if message.message_type != "health_check" {
-            counter.fetch_add(1, Ordering::SeqCst);
-        }
-        echo(message)
-    }));
+    let stats = bus.serve(counted(&calls, echo)).await;
     let connection = Connection::connect(URL, ConnectionProperties::default())
         .await
         .unwrap();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use aimbus_actors::{InProcessTransport, RegistryHandle, RouterHandle, TransportSet};
 use aimbus_amqp::envelope::{self, Routing};
 use aimbus_amqp::{Bridge, INGRESS_ROUTING_KEY, Publisher};
-use aimbus_client::{BusClient, HandlerError, SystemWorker, WorkerOptions};
+use aimbus_client::{BusClient, HandlerError, SystemWorker, WorkerOptions, WorkerStats};
 use aimbus_core::{Codec, Config, Format, IntegrationMessage, SystemInfo};
 use lapin::options::BasicGetOptions;
 use lapin::{Connection, ConnectionProperties};
@@ -156,6 +156,28 @@ impl FaultBus {
     }
 }
 
+impl FaultBus {
+    /// Serves `fault_001` on the SDK, recording the id of every message handed to it.
+    async fn serve_recording(&self) -> (Arc<Mutex<HashSet<String>>>, Arc<WorkerStats>) {
+        let delivered = Arc::new(Mutex::new(HashSet::new()));
+        let seen = Arc::clone(&delivered);
+        let options = WorkerOptions {
+            amqp: self.config.amqp().clone(),
+            prefetch: 64,
+        };
+        let worker = SystemWorker::connect(self.system.clone(), options, self.codec)
+            .await
+            .unwrap();
+        let stats = worker.stats();
+        // Health checks are answered by the SDK itself and never reach the handler.
+        tokio::spawn(worker.serve(move |message: IntegrationMessage| {
+            seen.lock().unwrap().insert(message.message_id);
+            async move { Ok::<_, HandlerError>(serde_json::Map::new()) }
+        }));
+        (delivered, stats)
+    }
+}
+
 struct Summary {
     name: &'static str,
     sent: usize,
@@ -211,21 +233,8 @@ async fn twenty_thousand_messages_through_three_broker_restarts_lose_none() {
     const MESSAGES: usize = 20_000;
     let url = broker.url();
     let bus = FaultBus::start(&url).await;
-    let (config, codec, names, system) = (&bus.config, bus.codec, &bus.names, bus.system.clone());
-    let delivered = Arc::new(Mutex::new(HashSet::new()));
-    let seen = Arc::clone(&delivered);
-    let options = WorkerOptions {
-        amqp: config.amqp().clone(),
-        prefetch: 64,
-    };
-    let worker = SystemWorker::connect(system, options, codec).await.unwrap();
-    let stats = worker.stats();
-    tokio::spawn(worker.serve(move |message: IntegrationMessage| {
-        if message.message_type != "health_check" {
-            seen.lock().unwrap().insert(message.message_id.clone());
-        }
-        async move { Ok::<_, HandlerError>(serde_json::Map::new()) }
-    }));
+    let (config, codec, names) = (&bus.config, bus.codec, &bus.names);
+    let (delivered, stats) = bus.serve_recording().await;
 
     // The SDK's client rides out the restarts: it sends again what was not confirmed.
     let client = Arc::new(
@@ -320,22 +329,7 @@ async fn one_percent_poison_among_ten_thousand_all_dead_lettered_the_rest_proces
     const MESSAGES: usize = 10_000;
     let url = broker.url();
     let bus = FaultBus::start(&url).await;
-    let delivered = Arc::new(Mutex::new(HashSet::new()));
-    let seen = Arc::clone(&delivered);
-    let options = WorkerOptions {
-        amqp: bus.config.amqp().clone(),
-        prefetch: 64,
-    };
-    let worker = SystemWorker::connect(bus.system.clone(), options, bus.codec)
-        .await
-        .unwrap();
-    let stats = worker.stats();
-    tokio::spawn(worker.serve(move |message: IntegrationMessage| {
-        if message.message_type != "health_check" {
-            seen.lock().unwrap().insert(message.message_id.clone());
-        }
-        async move { Ok::<_, HandlerError>(serde_json::Map::new()) }
-    }));
+    let (delivered, stats) = bus.serve_recording().await;
 
     let connection = Connection::connect(&url, ConnectionProperties::default())
         .await

@@ -163,10 +163,6 @@ impl TransportSet {
         self
     }
 
-    pub fn in_process(&self) -> &Arc<InProcessTransport> {
-        &self.in_process
-    }
-
     /// Delivers through the transport that carries `system`'s traffic: its in-process
     /// handler if it has one, else the first preferred interface a transport reaches.
     pub fn deliver(

@@ -58,10 +58,6 @@ impl Bridge {
         Arc::clone(&self.transport)
     }
 
-    pub fn is_connected(&self) -> bool {
-        *self.connected.borrow()
-    }
-
     /// Resolves once the bridge is connected (at once if it is).
     pub async fn wait_connected(&self) {
         let mut connected = self.connected.subscribe();
@@ -79,10 +75,12 @@ impl Bridge {
             .filter(|s| s.interfaces.contains_key(interface::AMQP))
             .cloned()
             .collect();
-        self.systems
-            .lock()
-            .expect("systems lock")
-            .extend(added.iter().cloned());
+        {
+            let mut remembered = self.systems.lock().expect("systems lock");
+            // Declared again on every reconnect, so each system is remembered once.
+            remembered.retain(|s| !added.iter().any(|a| a.system_id == s.system_id));
+            remembered.extend(added.iter().cloned());
+        }
         let connection = self.current.lock().expect("connection lock").clone();
         if let Some(connection) = connection {
             self.declare(&connection, &added).await?;

@@ -17,10 +17,3 @@ pub enum Error {
     #[error(transparent)]
     Codec(#[from] aimbus_core::Error),
 }
-
-impl Error {
-    /// Whether the connection or channel failed (as opposed to one message).
-    pub fn is_broker_error(&self) -> bool {
-        matches!(self, Error::Broker(_))
-    }
-}

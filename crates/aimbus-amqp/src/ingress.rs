@@ -162,10 +162,14 @@ impl Work {
         };
         match routed {
             Ok(routed) => {
-                self.attempts
-                    .lock()
-                    .expect("attempts lock")
-                    .insert(&request.message_id, 0);
+                // Only a message that failed before has a count to clear; the others
+                // cost no bookkeeping.
+                {
+                    let mut attempts = self.attempts.lock().expect("attempts lock");
+                    if attempts.get(&request.message_id).is_some() {
+                        attempts.insert(&request.message_id, 0);
+                    }
+                }
                 let Some(reply_to) = reply_to else {
                     return Ok(Settle::Forwarded);
                 };

@@ -68,10 +68,6 @@ impl Codec {
         Codec { limits }
     }
 
-    pub fn limits(&self) -> DecodeLimits {
-        self.limits
-    }
-
     pub fn encode<T: Serialize>(&self, format: Format, value: &T) -> Result<Vec<u8>, Error> {
         let encoded = match format {
             // Named fields, so any language's MessagePack library reads a plain map.

@@ -1,10 +1,11 @@
 //! The `aimbus` binary as a user runs it: exit statuses, tables, JSON, and the messages a
 //! bad configuration gets.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+mod common;
 
 const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/aimbus.toml");
 const SHIPPED_SYSTEMS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/systems.toml");
@@ -221,40 +222,21 @@ fn a_missing_config_file_exits_2() {
 
 #[test]
 fn serve_registers_the_default_systems_and_stops_on_sigterm() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_aimbus"))
-        .args(["--config", SHIPPED, "serve"])
-        .env_remove("RUST_LOG")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let deadline = Instant::now() + Duration::from_secs(30);
     let mut registered = 0;
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "serve did not report serving in time"
-        );
-        let line = lines.next().expect("serve is still logging").unwrap();
-        if line.contains("system registered") {
-            registered += 1;
-        }
-        if line.contains("aimbus is serving") {
-            assert!(line.contains("systems=11"), "{line}");
-            break;
-        }
-    }
-    assert_eq!(registered, 11);
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = child.wait().unwrap();
-    assert!(
-        status.success(),
-        "serve exits cleanly on SIGTERM: {status:?}"
+    let mut serving = String::new();
+    let (child, mut lines) = common::spawn_until(
+        common::aimbus_command().args(["--config", SHIPPED, "serve"]),
+        "aimbus is serving",
+        Duration::from_secs(30),
+        |line| {
+            if line.contains("system registered") {
+                registered += 1;
+            }
+            serving = line.to_owned();
+        },
     );
+    assert!(serving.contains("systems=11"), "{serving}");
+    assert_eq!(registered, 11);
+    common::terminate(child);
     assert!(lines.any(|l| l.unwrap().contains("shutting down")));
 }

@@ -1,9 +1,8 @@
 //! The whole bus as a user runs it: `aimbus serve` and `aimbus systems simulate --all`
 //! as processes on the real broker, and a client that publishes to the ingress.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 
 use aimbus_amqp::Names;
 use aimbus_client::BusClient;
@@ -11,6 +10,8 @@ use aimbus_core::{Codec, Config, Format, IntegrationMessage, SystemsFile};
 use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::{Connection, ConnectionProperties};
 use serde_json::json;
+
+mod common;
 
 const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/aimbus.toml");
 const SHIPPED_SYSTEMS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/systems.toml");
@@ -40,40 +41,17 @@ fn start_with(
     ready: &str,
     env: &[(&str, &str)],
 ) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_aimbus"))
+    let mut command = common::aimbus_command();
+    command
         .arg("--config")
         .arg(config)
         .args(args)
         .envs(env.iter().copied())
-        .env("AIMBUS_AMQP__NAMESPACE", namespace)
-        .env_remove("RUST_LOG")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "`aimbus {args:?}` never logged {ready:?}"
-        );
-        let line = lines.next().expect("still logging").unwrap();
-        if line.contains(ready) {
-            break;
-        }
-    }
+        .env("AIMBUS_AMQP__NAMESPACE", namespace);
+    let (child, lines) = common::spawn_until(&mut command, ready, Duration::from_secs(60), |_| {});
     // Keep draining the log so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     child
-}
-
-fn stop(mut child: Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -119,8 +97,8 @@ async fn serve_and_simulated_systems_answer_a_client_over_rabbitmq() {
             reply.message
         );
     }
-    stop(simulate);
-    stop(serve);
+    common::terminate(simulate);
+    common::terminate(serve);
 
     remove_namespace(&config, &namespace).await;
 }
@@ -236,8 +214,8 @@ async fn a_system_worker_killed_mid_stream_loses_nothing() {
     println!(
         "fault consumer-killed: sent {MESSAGES}, confirmed {MESSAGES}, delivered {delivered}, duplicates filtered 0, dead-lettered {dead_lettered}, lost {failed} (killed after {killed_at} replies)"
     );
-    stop(second);
-    stop(serve);
+    common::terminate(second);
+    common::terminate(serve);
     remove_namespace(&config, &namespace).await;
     assert!(killed_at < MESSAGES, "the worker was killed mid-stream");
     assert_eq!((delivered, failed, dead_lettered), (MESSAGES, 0, 0));
@@ -304,6 +282,6 @@ async fn dlq_commands_list_and_replay_dead_letters() {
         String::from_utf8_lossy(&replayed.stdout).trim(),
         "replayed 1 dead letters to the ingress"
     );
-    stop(serve);
+    common::terminate(serve);
     remove_namespace(&config, &namespace).await;
 }

@@ -143,9 +143,6 @@ impl Config {
     pub fn fallback(&self) -> &FallbackConfig {
         &self.sections.fallback
     }
-    pub fn limits(&self) -> &LimitsConfig {
-        &self.sections.limits
-    }
     pub fn supervision(&self) -> &SupervisionConfig {
         &self.sections.supervision
     }

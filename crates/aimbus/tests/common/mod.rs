@@ -1,0 +1,66 @@
+//! Running the `aimbus` binary as a long-lived process and reading its log.
+
+use std::io::{BufRead, BufReader, Lines};
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// An `aimbus` command, with a clean environment for its log.
+pub fn aimbus_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_aimbus"));
+    command.env_remove("RUST_LOG");
+    command
+}
+
+/// Spawns `command` and reads its log until a line contains `ready`, handing every line
+/// to `each` on the way; fails after `patience`.
+pub fn spawn_until(
+    command: &mut Command,
+    ready: &str,
+    patience: Duration,
+    mut each: impl FnMut(&str),
+) -> (Child, Lines<BufReader<ChildStderr>>) {
+    let mut child = command
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    if let Err(problem) = read_until(&mut lines, ready, patience, &mut each) {
+        // Not left running behind a failed test.
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{command:?}: {problem}");
+    }
+    (child, lines)
+}
+
+fn read_until(
+    lines: &mut Lines<BufReader<ChildStderr>>,
+    ready: &str,
+    patience: Duration,
+    each: &mut impl FnMut(&str),
+) -> Result<(), String> {
+    let deadline = Instant::now() + patience;
+    while Instant::now() < deadline {
+        let line = match lines.next() {
+            Some(Ok(line)) => line,
+            _ => return Err(format!("stopped logging before {ready:?}")),
+        };
+        each(&line);
+        if line.contains(ready) {
+            return Ok(());
+        }
+    }
+    Err(format!("never logged {ready:?}"))
+}
+
+/// Asks a process to stop as `docker stop` does, and checks it exits cleanly.
+pub fn terminate(mut child: Child) {
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exits cleanly on SIGTERM: {status:?}");
+}
