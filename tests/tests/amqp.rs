@@ -306,6 +306,85 @@ async fn poison_and_unroutable_messages_are_dead_lettered_with_their_reason() {
     bus.remove().await;
 }
 
+/// A message whose system keeps failing goes back to the ingress with its count of
+/// failed deliveries in a header, and is dead-lettered once the count reaches
+/// `delivery_limit`.
+#[actix_rt::test]
+async fn a_message_that_keeps_failing_is_dead_lettered_at_the_delivery_limit() {
+    let bus = amqp_bus_with("delivery_limit = 3\n").await;
+    let calls = Arc::new(AtomicU32::new(0));
+    bus.serve(counted(&calls, |_| async {
+        Err(HandlerError::Failed("disk full".into()))
+    }))
+    .await;
+    let connection = Connection::connect(URL, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let replies = format!("{}.replies", bus.names.ingress());
+    channel
+        .queue_declare(
+            replies.as_str().into(),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let payload = json!({"q": 1}).as_object().unwrap().clone();
+    let mut request = IntegrationMessage::new("cmc_001", "hhni_101", "status_update", payload);
+    request.reply_to = Some(replies);
+    let (body, properties) =
+        envelope::encode(&bus.codec, Format::Json, &request, &Default::default()).unwrap();
+    Publisher::open(&connection)
+        .await
+        .unwrap()
+        .publish(&bus.names.ingress(), INGRESS_ROUTING_KEY, &body, properties)
+        .await
+        .unwrap();
+
+    let dead = DeadLetters::open(&connection, bus.names.clone())
+        .await
+        .unwrap();
+    let mut listed = Vec::new();
+    for _ in 0..600 {
+        listed = dead.list(10).await.unwrap();
+        if !listed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(listed.len(), 1, "dead-lettered within 30 s");
+    assert!(
+        listed[0]
+            .reason
+            .starts_with("delivery_limit: 3 deliveries failed (last: "),
+        "{}",
+        listed[0].reason
+    );
+    let letter = channel
+        .basic_get(
+            bus.names.dead_letter_queue().into(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .unwrap()
+        .expect("the dead letter");
+    assert_eq!(letter.delivery.data, body, "the body is kept intact");
+    assert_eq!(
+        envelope::count_header(
+            &letter.delivery.properties,
+            envelope::FAILED_DELIVERIES_HEADER
+        ),
+        2,
+        "the two requeued deliveries were counted in the header"
+    );
+    assert!(
+        calls.load(Ordering::SeqCst) >= 3,
+        "each delivery reached the system"
+    );
+    bus.remove().await;
+}
+
 #[actix_rt::test]
 async fn a_redelivered_message_is_answered_again_but_handled_once() {
     let bus = amqp_bus().await;

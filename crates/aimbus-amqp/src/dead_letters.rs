@@ -8,7 +8,7 @@ use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions};
 use lapin::{Channel, Connection};
 
 use crate::Error;
-use crate::envelope::{self, ERROR_HEADER};
+use crate::envelope::{self, ERROR_HEADER, FAILED_DELIVERIES_HEADER};
 use crate::names::{INGRESS_ROUTING_KEY, Names};
 use crate::publisher::Publisher;
 
@@ -111,7 +111,10 @@ impl DeadLetters {
                 let kept = headers
                     .inner()
                     .iter()
-                    .filter(|(name, _)| name.as_str() != ERROR_HEADER)
+                    // A replayed message starts afresh: no reason, no failures counted.
+                    .filter(|(name, _)| {
+                        ![ERROR_HEADER, FAILED_DELIVERIES_HEADER].contains(&name.as_str())
+                    })
                     .map(|(name, value)| (name.clone(), value.clone()))
                     .collect::<std::collections::BTreeMap<_, _>>();
                 properties = properties.with_headers(kept.into());

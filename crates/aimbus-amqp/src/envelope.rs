@@ -16,6 +16,10 @@ pub const ERROR_HEADER: &str = "x-aimbus-error";
 pub const OUTCOME_HEADER: &str = "x-aimbus-outcome";
 /// Which attempt this delivery is, from 1.
 pub const ATTEMPT_HEADER: &str = "x-aimbus-attempt";
+/// On an ingress message: how many of its deliveries failed transiently so far. It
+/// travels with the message (a classic queue counts nothing itself), so the count
+/// survives a restart of the bus.
+pub const FAILED_DELIVERIES_HEADER: &str = "x-aimbus-failed-deliveries";
 
 /// AMQP's `delivery_mode` for messages that survive a broker restart.
 const PERSISTENT: u8 = 2;
@@ -109,6 +113,22 @@ pub fn header(properties: &BasicProperties, name: &str) -> Option<String> {
         AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
         AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
         other => Some(format!("{other:?}")),
+    }
+}
+
+/// A header's value as a count; 0 when absent or not a count.
+pub fn count_header(properties: &BasicProperties, name: &str) -> u32 {
+    let value = properties
+        .headers()
+        .as_ref()
+        .and_then(|headers| headers.inner().get(name).cloned());
+    match value {
+        Some(AMQPValue::LongUInt(n)) => n,
+        Some(AMQPValue::LongLongInt(n)) => u32::try_from(n).unwrap_or(u32::MAX),
+        Some(AMQPValue::LongInt(n)) => u32::try_from(n).unwrap_or(0),
+        Some(AMQPValue::ShortUInt(n)) => u32::from(n),
+        Some(AMQPValue::ShortShortUInt(n)) => u32::from(n),
+        _ => 0,
     }
 }
 

@@ -11,14 +11,14 @@ use aimbus_core::{AmqpConfig, Codec, IntegrationMessage};
 use lapin::Connection;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use tokio_stream::StreamExt;
 
 use crate::Error;
 use crate::dedup::DedupWindow;
 use crate::envelope::{self, Routing};
 use crate::metrics;
-use crate::names::Names;
+use crate::names::{INGRESS_ROUTING_KEY, Names};
 use crate::publisher::Publisher;
 
 /// Starts consuming the ingress queue; the returned task ends with the connection.
@@ -44,7 +44,6 @@ pub async fn start(
         )
         .await?;
     let publisher = Publisher::open(connection).await?;
-    let attempts = Arc::new(Mutex::new(DedupWindow::new(config.dedup_window)));
     let forwarded = Arc::new(Mutex::new(DedupWindow::new(config.dedup_window)));
     let delivery_limit = config.delivery_limit;
     Ok(tokio::spawn(async move {
@@ -57,7 +56,6 @@ pub async fn start(
                         names: names.clone(),
                         codec,
                         router: router.clone(),
-                        attempts: Arc::clone(&attempts),
                         forwarded: Arc::clone(&forwarded),
                         delivery_limit,
                     };
@@ -77,8 +75,6 @@ struct Work {
     names: Names,
     codec: Codec,
     router: RouterHandle,
-    /// Deliveries so far of messages that failed transiently, by message id.
-    attempts: Arc<Mutex<DedupWindow<u32>>>,
     /// Ids of messages already forwarded to their system: a redelivery or a republished
     /// copy of one is acknowledged, not forwarded again. (A request is routed again, so
     /// its sender gets its answer again; a dead letter may be replayed.)
@@ -92,8 +88,9 @@ enum Settle {
     Ack,
     /// Done with: handed to its system's queue.
     Forwarded,
-    /// Failed transiently: back to the queue after this pause, for another delivery.
-    Requeue(Duration),
+    /// Failed transiently, for the `failed`-th time: back to the queue after `pause`,
+    /// for another delivery.
+    Retry { pause: Duration, failed: u32 },
 }
 
 impl Work {
@@ -130,11 +127,17 @@ impl Work {
         };
         let acked = match settled {
             Ok(Settle::Ack | Settle::Forwarded) => delivery.ack(BasicAckOptions::default()).await,
-            Ok(Settle::Requeue(pause)) => {
+            Ok(Settle::Retry { pause, failed }) => {
                 // Held meanwhile, so a system that is down slows the ingress rather than
                 // spinning its messages through the queue.
                 tokio::time::sleep(pause).await;
-                delivery.nack(requeue).await
+                match self.requeue_counted(&delivery, failed).await {
+                    Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+                    Err(error) => {
+                        tracing::warn!(%error, "ingress message returned to the queue uncounted");
+                        delivery.nack(requeue).await
+                    }
+                }
             }
             // A publish we needed failed: hand the message back for another try.
             Err(error) => {
@@ -162,14 +165,6 @@ impl Work {
         };
         match routed {
             Ok(routed) => {
-                // Only a message that failed before has a count to clear; the others
-                // cost no bookkeeping.
-                {
-                    let mut attempts = self.attempts.lock().expect("attempts lock");
-                    if attempts.get(&request.message_id).is_some() {
-                        attempts.insert(&request.message_id, 0);
-                    }
-                }
                 let Some(reply_to) = reply_to else {
                     return Ok(Settle::Forwarded);
                 };
@@ -189,19 +184,18 @@ impl Work {
                 }
             }
             Err(error) if is_transient(&error) => {
-                let attempt = {
-                    let mut attempts = self.attempts.lock().expect("attempts lock");
-                    let attempt = attempts.get(&request.message_id).unwrap_or(0) + 1;
-                    attempts.insert(&request.message_id, attempt);
-                    attempt
-                };
-                if attempt < self.delivery_limit {
-                    let pause = Duration::from_millis(250 << attempt.min(6)).min(MAX_REQUEUE_PAUSE);
-                    tracing::info!(message_id = %request.message_id, attempt, %error, "ingress message will be retried");
-                    return Ok(Settle::Requeue(pause));
+                let failed = envelope::count_header(
+                    &delivery.properties,
+                    envelope::FAILED_DELIVERIES_HEADER,
+                )
+                .saturating_add(1);
+                if failed < self.delivery_limit {
+                    let pause = Duration::from_millis(250 << failed.min(6)).min(MAX_REQUEUE_PAUSE);
+                    tracing::info!(message_id = %request.message_id, failed, %error, "ingress message will be retried");
+                    return Ok(Settle::Retry { pause, failed });
                 }
                 let reason = format!(
-                    "delivery_limit: {attempt} deliveries failed (last: {}: {error})",
+                    "delivery_limit: {failed} deliveries failed (last: {}: {error})",
                     reason_kind(&error)
                 );
                 self.dead_letter(delivery, &reason)
@@ -215,6 +209,20 @@ impl Work {
                     .map(|()| Settle::Ack)
             }
         }
+    }
+
+    /// Puts the message back on the ingress queue carrying its count of failed
+    /// deliveries (a classic queue's redelivery would not count them).
+    async fn requeue_counted(&self, delivery: &Delivery, failed: u32) -> Result<(), Error> {
+        self.publisher
+            .republish(
+                &self.names.ingress(),
+                INGRESS_ROUTING_KEY,
+                delivery,
+                envelope::FAILED_DELIVERIES_HEADER,
+                AMQPValue::LongUInt(failed),
+            )
+            .await
     }
 
     fn already_forwarded(&self, message_id: &str) -> bool {

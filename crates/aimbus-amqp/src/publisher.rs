@@ -74,10 +74,24 @@ impl Publisher {
         reason: &str,
     ) -> Result<(), Error> {
         tracing::warn!(reason, "dead-lettering a message");
+        let reason = AMQPValue::LongString(reason.into());
+        self.republish(&names.dead(), "", delivery, ERROR_HEADER, reason)
+            .await
+    }
+
+    /// Publishes a delivery again, body and properties intact but for one header.
+    pub async fn republish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        delivery: &Delivery,
+        header: &str,
+        value: AMQPValue,
+    ) -> Result<(), Error> {
         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-        headers.insert(ERROR_HEADER.into(), AMQPValue::LongString(reason.into()));
+        headers.insert(header.into(), value);
         let properties = delivery.properties.clone().with_headers(headers);
-        self.publish(&names.dead(), "", &delivery.data, properties)
+        self.publish(exchange, routing_key, &delivery.data, properties)
             .await
     }
 }
