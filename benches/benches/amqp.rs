@@ -176,9 +176,7 @@ async fn bus_path(namespace: &str, n: usize) -> (f64, Histogram<u64>) {
         async move { Ok(message.payload) }
     }));
 
-    let connection = Connection::connect(URL, ConnectionProperties::default())
-        .await
-        .unwrap();
+    let connection = connect().await;
     let publisher = Publisher::open(&connection).await.unwrap();
     let started = Instant::now();
     publish_all(
@@ -209,12 +207,19 @@ async fn bus_path(namespace: &str, n: usize) -> (f64, Histogram<u64>) {
     (rate, latencies)
 }
 
-/// The baseline: a relay that consumes one queue and republishes to another with
-/// confirms, acking after the confirm, and a sink on the other queue.
-async fn raw_relay(namespace: &str, n: usize) -> (f64, Histogram<u64>) {
-    let connection = Connection::connect(URL, ConnectionProperties::default())
+async fn connect() -> Connection {
+    Connection::connect(URL, ConnectionProperties::default())
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The baseline: a relay that consumes one queue and republishes to another with
+/// confirms, acking after the confirm, and a sink on the other queue. Publisher, relay
+/// and sink each have a connection of their own, as the publisher, the bus and the system
+/// of the bus path have (one shared connection would batch all three roles' frames
+/// into the same socket writes, which no deployment of separate processes gets).
+async fn raw_relay(namespace: &str, n: usize) -> (f64, Histogram<u64>) {
+    let connection = connect().await;
     let channel = connection.create_channel().await.unwrap();
     let (input, output) = (
         format!("{namespace}.relay.in"),
@@ -261,7 +266,8 @@ async fn raw_relay(namespace: &str, n: usize) -> (f64, Histogram<u64>) {
     });
     let sink = Sink::new();
     let counting = Arc::clone(&sink);
-    let sink_channel = connection.create_channel().await.unwrap();
+    let sink_connection = connect().await;
+    let sink_channel = sink_connection.create_channel().await.unwrap();
     sink_channel
         .basic_qos(PREFETCH, BasicQosOptions::default())
         .await
@@ -283,7 +289,8 @@ async fn raw_relay(namespace: &str, n: usize) -> (f64, Histogram<u64>) {
         }
     });
 
-    let publisher = Publisher::open(&connection).await.unwrap();
+    let publisher_connection = connect().await;
+    let publisher = Publisher::open(&publisher_connection).await.unwrap();
     let started = Instant::now();
     publish_all(&publisher, "", &input, n, || {
         let body = vec![b'x'; 1024];
@@ -299,6 +306,48 @@ async fn raw_relay(namespace: &str, n: usize) -> (f64, Histogram<u64>) {
     let latencies = sink.latencies.lock().unwrap().clone();
     remove(&connection, &Names::new(namespace), &[input, output]).await;
     (rate, latencies)
+}
+
+/// CPU seconds used so far by this process and by the broker (every `beam.smp` on the
+/// machine), read from /proc: where a path spends its CPU explains its rate on a machine
+/// the broker and the bus share.
+#[derive(Clone, Copy)]
+struct CpuTimes {
+    own: f64,
+    broker: f64,
+}
+
+impl CpuTimes {
+    fn now() -> CpuTimes {
+        let own = process_cpu_seconds("/proc/self/stat").unwrap_or(0.0);
+        let broker = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|entry| {
+                std::fs::read_to_string(entry.path().join("comm"))
+                    .is_ok_and(|comm| comm.trim() == "beam.smp")
+            })
+            .filter_map(|entry| process_cpu_seconds(entry.path().join("stat")))
+            .sum();
+        CpuTimes { own, broker }
+    }
+
+    /// Microseconds of CPU per message since `earlier`: (this process, broker).
+    fn per_message_since(&self, earlier: CpuTimes, n: usize) -> (f64, f64) {
+        let per = |now: f64, then: f64| (now - then) * 1e6 / n as f64;
+        (per(self.own, earlier.own), per(self.broker, earlier.broker))
+    }
+}
+
+/// utime + stime of a `/proc/<pid>/stat` file, in seconds.
+fn process_cpu_seconds(path: impl AsRef<std::path::Path>) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // The kernel reports in clock ticks, 100 per second on Linux.
+    Some(ticks / 100.0)
 }
 
 async fn remove(connection: &Connection, names: &Names, queues: &[String]) {
@@ -331,18 +380,20 @@ fn main() {
         .map_or(20_000, |v| v.parse().expect("--messages takes a number"));
     let namespace = format!("aimbus-bench-{}", std::process::id());
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    let before_raw = CpuTimes::now();
     let (raw_rate, raw) = runtime.block_on(raw_relay(&namespace, n));
+    let raw_cpu = CpuTimes::now().per_message_since(before_raw, n);
     // The bus on its own actix thread; publisher and system on the runtime the relay used.
     let (bus_system, bus_thread) = start_bus(&namespace);
+    let before_bus = CpuTimes::now();
     let (bus_rate, bus) = runtime.block_on(bus_path(&namespace, n));
+    let bus_cpu = CpuTimes::now().per_message_since(before_bus, n);
     // Stopped first, or its reconnect loop would declare the namespace again.
     bus_system.stop();
     bus_thread.join().unwrap();
     runtime.block_on(async {
         let names = Names::new(&namespace);
-        let connection = Connection::connect(URL, ConnectionProperties::default())
-            .await
-            .unwrap();
+        let connection = connect().await;
         let queues = [
             names.ingress(),
             names.dead_letter_queue(),
@@ -355,14 +406,18 @@ fn main() {
         "{n} messages of 1 KiB, persistent, confirmed; {PUBLISHERS} publishes and {PREFETCH} deliveries in flight"
     );
     println!(
-        "raw lapin relay  {raw_rate:>9.0} msg/s   p50 {:>7.2} ms   p99 {:>7.2} ms",
+        "raw lapin relay  {raw_rate:>9.0} msg/s   p50 {:>7.2} ms   p99 {:>7.2} ms   CPU/msg: clients {:>5.0} µs, broker {:>5.0} µs",
         ms(&raw, 0.5),
-        ms(&raw, 0.99)
+        ms(&raw, 0.99),
+        raw_cpu.0,
+        raw_cpu.1
     );
     println!(
-        "aimbus           {bus_rate:>9.0} msg/s   p50 {:>7.2} ms   p99 {:>7.2} ms",
+        "aimbus           {bus_rate:>9.0} msg/s   p50 {:>7.2} ms   p99 {:>7.2} ms   CPU/msg: clients {:>5.0} µs, broker {:>5.0} µs",
         ms(&bus, 0.5),
-        ms(&bus, 0.99)
+        ms(&bus, 0.99),
+        bus_cpu.0,
+        bus_cpu.1
     );
     let result = json!({
         "bench": "amqp",
@@ -374,6 +429,8 @@ fn main() {
         "raw_p99_ms": ms(&raw, 0.99),
         "aimbus_p50_ms": ms(&bus, 0.5),
         "aimbus_p99_ms": ms(&bus, 0.99),
+        "raw_cpu_us_per_msg": {"clients": raw_cpu.0, "broker": raw_cpu.1},
+        "aimbus_cpu_us_per_msg": {"clients": bus_cpu.0, "broker": bus_cpu.1},
     });
     println!("RESULT {result}");
 }
