@@ -2,11 +2,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aimbus_actors::{RegistryHandle, RouterHandle};
-use aimbus_core::{AmqpConfig, Codec, QueueType, SystemInfo, interface};
+use aimbus_core::{
+    AmqpConfig, Codec, Format, IntegrationMessage, QueueType, SystemInfo, interface,
+};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use tokio::sync::{broadcast, watch};
 
-use crate::names::Names;
+use crate::envelope::{self, Routing};
+use crate::names::{INGRESS_ROUTING_KEY, Names};
 use crate::publisher::Publisher;
 use crate::replies::ReplyInbox;
 use crate::transport::AmqpTransport;
@@ -29,8 +32,8 @@ pub struct Bridge {
     /// Systems whose queues are declared at every (re)connect.
     systems: Mutex<Vec<SystemInfo>>,
     current: Mutex<Option<Arc<Connection>>>,
-    /// Publishes registry events while connected.
-    events: Mutex<Option<Publisher>>,
+    /// Publishes registry events and enqueued messages while connected.
+    publisher: Mutex<Option<Publisher>>,
 }
 
 impl Bridge {
@@ -45,7 +48,7 @@ impl Bridge {
             connected: watch::channel(false).0,
             systems: Mutex::default(),
             current: Mutex::default(),
-            events: Mutex::default(),
+            publisher: Mutex::default(),
         })
     }
 
@@ -56,6 +59,28 @@ impl Bridge {
     /// The transport that carries traffic to systems over AMQP, whatever the connection.
     pub fn transport(&self) -> Arc<AmqpTransport> {
         Arc::clone(&self.transport)
+    }
+
+    /// Whether the bridge holds a connection to the broker now.
+    pub fn is_connected(&self) -> bool {
+        *self.connected.borrow()
+    }
+
+    /// Puts a message on the ingress queue, to be routed as any client's; returns once
+    /// the broker has confirmed it, so the message survives whatever happens next.
+    pub async fn enqueue(&self, message: &IntegrationMessage, format: Format) -> Result<(), Error> {
+        let publisher = self.publisher.lock().expect("publisher lock").clone();
+        let publisher = publisher.ok_or(Error::NotConnected)?;
+        let (body, properties) =
+            envelope::encode(&self.codec, format, message, &Routing::default())?;
+        publisher
+            .publish(
+                &self.names.ingress(),
+                INGRESS_ROUTING_KEY,
+                &body,
+                properties,
+            )
+            .await
     }
 
     /// Resolves once the bridge is connected (at once if it is).
@@ -119,7 +144,7 @@ impl Bridge {
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
-                let publisher = bridge.events.lock().expect("events lock").clone();
+                let publisher = bridge.publisher.lock().expect("publisher lock").clone();
                 let Some(publisher) = publisher else {
                     ::metrics::counter!(metrics::EVENTS_DROPPED).increment(1);
                     continue;
@@ -181,7 +206,7 @@ impl Bridge {
         let publisher = Publisher::open(&connection).await?;
         let inbox = ReplyInbox::start(&connection, self.codec).await?;
         self.transport.attach(publisher, inbox);
-        *self.events.lock().expect("events lock") = Some(Publisher::open(&connection).await?);
+        *self.publisher.lock().expect("publisher lock") = Some(Publisher::open(&connection).await?);
         let ingress = ingress::start(
             &connection,
             self.names.clone(),
@@ -203,7 +228,7 @@ impl Bridge {
         }
         let _ = self.connected.send(false);
         self.transport.detach();
-        *self.events.lock().expect("events lock") = None;
+        *self.publisher.lock().expect("publisher lock") = None;
         *self.current.lock().expect("connection lock") = None;
         link::close(&connection).await;
         tracing::warn!("lost the broker; reconnecting");

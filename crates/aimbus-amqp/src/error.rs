@@ -16,4 +16,6 @@ pub enum Error {
     },
     #[error(transparent)]
     Codec(#[from] aimbus_core::Error),
+    #[error("not connected to the broker")]
+    NotConnected,
 }

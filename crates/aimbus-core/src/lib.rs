@@ -11,10 +11,10 @@ pub mod validate;
 pub use codec::{Codec, DecodeLimits, Format, MAX_SUPPORTED_DEPTH};
 pub use config::{
     AmqpConfig, AuthenticationMethod, CachingConfig, CircuitBreakerConfig, Config, CoreConfig,
-    ENV_PREFIX, EncryptionAlgorithm, EvictionPolicy, FallbackConfig, LimitsConfig,
-    LoadBalancingAlgorithm, LoadBalancingConfig, LogLevel, MonitoringConfig, PerformanceConfig,
-    QueueType, RateLimitingConfig, RegistryConfig, SecurityConfig, SlidingWindowType,
-    SupervisionConfig, SystemsFile,
+    ENV_PREFIX, EncryptionAlgorithm, EvictionPolicy, FallbackConfig, GatewayConfig, JwtAlgorithm,
+    LimitsConfig, LoadBalancingAlgorithm, LoadBalancingConfig, LogLevel, MonitoringConfig,
+    PerformanceConfig, QueueType, RateLimitingConfig, RegistryConfig, SecurityConfig,
+    SlidingWindowType, SupervisionConfig, SystemsFile,
 };
 pub use error::{Error, ErrorKind};
 pub use model::{

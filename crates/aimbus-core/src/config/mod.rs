@@ -14,9 +14,10 @@ use serde::{Deserialize, Serialize};
 
 pub use sections::{
     AmqpConfig, AuthenticationMethod, CachingConfig, CircuitBreakerConfig, CoreConfig,
-    EncryptionAlgorithm, EvictionPolicy, FallbackConfig, LimitsConfig, LoadBalancingAlgorithm,
-    LoadBalancingConfig, LogLevel, MonitoringConfig, PerformanceConfig, QueueType,
-    RateLimitingConfig, RegistryConfig, SecurityConfig, SlidingWindowType, SupervisionConfig,
+    EncryptionAlgorithm, EvictionPolicy, FallbackConfig, GatewayConfig, JwtAlgorithm, LimitsConfig,
+    LoadBalancingAlgorithm, LoadBalancingConfig, LogLevel, MonitoringConfig, PerformanceConfig,
+    QueueType, RateLimitingConfig, RegistryConfig, SecurityConfig, SlidingWindowType,
+    SupervisionConfig,
 };
 pub use systems_file::SystemsFile;
 
@@ -42,6 +43,7 @@ struct Sections {
     limits: LimitsConfig,
     supervision: SupervisionConfig,
     amqp: AmqpConfig,
+    gateway: GatewayConfig,
 }
 
 /// Validated configuration of one bus instance. Only [`Config::load`],
@@ -148,6 +150,15 @@ impl Config {
     }
     pub fn amqp(&self) -> &AmqpConfig {
         &self.sections.amqp
+    }
+
+    pub fn gateway(&self) -> &GatewayConfig {
+        &self.sections.gateway
+    }
+
+    /// A path from the configuration, relative ones taken from the config file's folder.
+    pub fn resolve_path(&self, path: &str) -> PathBuf {
+        self.base_dir.join(path)
     }
 
     /// The systems file, with a relative path taken from the config file's folder.
@@ -257,6 +268,48 @@ impl Config {
             1,
             8_760,
         )?;
+        check.range(
+            "security.jwt_leeway_seconds",
+            s.security.jwt_leeway_seconds,
+            0,
+            30,
+        )?;
+        check.range(
+            "security.max_token_bytes",
+            s.security.max_token_bytes,
+            256,
+            65_536,
+        )?;
+        for (key, value) in [
+            ("security.jwt_issuer", &s.security.jwt_issuer),
+            ("security.jwt_audience", &s.security.jwt_audience),
+            ("security.jwt_role_claim", &s.security.jwt_role_claim),
+        ] {
+            if value.trim().is_empty() {
+                return Err(check.error(key, "got an empty value: tokens must name one"));
+            }
+        }
+        if s.security.enable_authentication
+            && s.security.jwt_algorithm != JwtAlgorithm::HS256
+            && s.security.jwt_public_keys.is_empty()
+        {
+            return Err(check.error(
+                "security.jwt_public_keys",
+                format!(
+                    "got none: {:?} tokens are verified with public keys; add `kid = \"path/to/key.pem\"` entries or set jwt_algorithm = \"HS256\"",
+                    s.security.jwt_algorithm
+                ),
+            ));
+        }
+        if s.gateway.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(check.error(
+                "gateway.listen",
+                format!(
+                    "got `{}`: expected an address and port such as 127.0.0.1:8000",
+                    s.gateway.listen
+                ),
+            ));
+        }
         let m = &s.monitoring;
         check.range("monitoring.metrics_port", m.metrics_port, 1, u16::MAX)?;
         check.range(

@@ -1,6 +1,7 @@
 //! The configuration sections. Each field carries the seed's name and default; the
 //! `AdvancedSystemIntegrationConfig` fields are grouped as the seed's comments group them.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -129,6 +130,32 @@ pub struct SecurityConfig {
     pub enable_authentication: bool,
     pub authentication_method: AuthenticationMethod,
     pub token_expiration_hours: u32,
+    /// The one signature algorithm bearer tokens may use; any other is refused, so a
+    /// token cannot pick its own (`none`, or HS256 keyed with a public key).
+    pub jwt_algorithm: JwtAlgorithm,
+    /// File holding the HS256 secret, created with a random one when missing;
+    /// `AIMBUS_JWT_SECRET`, when set, is used instead.
+    pub jwt_secret_file: String,
+    /// RS256/EdDSA verification keys by `kid`: paths of PEM public keys.
+    pub jwt_public_keys: BTreeMap<String, String>,
+    /// Required `iss` of every token.
+    pub jwt_issuer: String,
+    /// Required `aud` of every token.
+    pub jwt_audience: String,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub jwt_leeway_seconds: u64,
+    /// The claim listing the caller's roles (`readonly`, `publisher`, `admin`).
+    pub jwt_role_claim: String,
+    /// Longest bearer token accepted, in bytes.
+    pub max_token_bytes: usize,
+}
+
+/// Signature algorithms the gateway can pin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JwtAlgorithm {
+    HS256,
+    RS256,
+    EdDSA,
 }
 
 impl Default for SecurityConfig {
@@ -140,6 +167,14 @@ impl Default for SecurityConfig {
             enable_authentication: true,
             authentication_method: AuthenticationMethod::Jwt,
             token_expiration_hours: 24,
+            jwt_algorithm: JwtAlgorithm::HS256,
+            jwt_secret_file: "jwt.secret".to_owned(),
+            jwt_public_keys: BTreeMap::new(),
+            jwt_issuer: "aimbus".to_owned(),
+            jwt_audience: "aimbus".to_owned(),
+            jwt_leeway_seconds: 30,
+            jwt_role_claim: "roles".to_owned(),
+            max_token_bytes: 4096,
         }
     }
 }
@@ -374,6 +409,25 @@ impl Default for RegistryConfig {
     fn default() -> Self {
         RegistryConfig {
             systems_file: PathBuf::from("systems.toml"),
+        }
+    }
+}
+
+/// The HTTP gateway (not in the seed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Serve the HTTP API.
+    pub enabled: bool,
+    /// Address and port the gateway listens on.
+    pub listen: String,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            enabled: true,
+            listen: "127.0.0.1:8000".to_owned(),
         }
     }
 }

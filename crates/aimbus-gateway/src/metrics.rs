@@ -1,0 +1,86 @@
+//! Prometheus metrics: names of what the gateway records, the exporter every crate's
+//! metrics go through, and the middleware that counts and times each request.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::Error;
+
+/// HTTP requests, labelled `route` (the matched pattern) and `status`.
+pub const HTTP_REQUESTS: &str = "aimbus_http_requests_total";
+/// HTTP request durations in seconds, labelled `route`.
+pub const HTTP_DURATION: &str = "aimbus_http_request_duration_seconds";
+/// Requests refused because their token's subject exceeded its rate.
+pub const RATE_LIMITED: &str = "aimbus_http_rate_limited_total";
+/// CPU seconds the process has used.
+pub const PROCESS_CPU: &str = "process_cpu_seconds_total";
+/// Resident memory of the process, in bytes.
+pub const PROCESS_MEMORY: &str = "process_resident_memory_bytes";
+
+/// Latency buckets (seconds) for every `*_seconds` histogram: 100 µs to 60 s.
+const BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0,
+];
+
+/// Installs the Prometheus exporter as the process's metrics recorder, once; later
+/// calls return the same handle.
+pub fn install_recorder() -> Result<PrometheusHandle, Error> {
+    // A lock, not a OnceLock check-then-set: two first callers must not both install.
+    static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
+    let mut installed = HANDLE.lock().expect("recorder lock");
+    if let Some(handle) = installed.as_ref() {
+        return Ok(handle.clone());
+    }
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("seconds".into()), BUCKETS)
+        .map_err(|e| Error::Metrics(e.to_string()))?
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).map_err(|e| Error::Metrics(e.to_string()))?;
+    *installed = Some(handle.clone());
+    Ok(handle)
+}
+
+pub(crate) async fn record_request(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let response = next.call(request).await?;
+    // The pattern, not the path, so ids in paths do not explode the label set.
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(HTTP_REQUESTS, "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!(HTTP_DURATION, "route" => route).record(started.elapsed().as_secs_f64());
+    Ok(response)
+}
+
+/// Sets the process gauges from /proc, just before a scrape renders them.
+pub(crate) fn sample_process() {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // Fields after the parenthesised command name: utime, stime are the 12th and 13th,
+    // rss (in pages) the 22nd.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    // Linux reports times in clock ticks of 1/100 s and rss in 4 KiB pages.
+    if let (Some(user), Some(system)) = (field(11), field(12)) {
+        metrics::gauge!(PROCESS_CPU).set((user + system) / 100.0);
+    }
+    if let Some(pages) = field(21) {
+        metrics::gauge!(PROCESS_MEMORY).set(pages * 4096.0);
+    }
+}

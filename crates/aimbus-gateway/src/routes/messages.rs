@@ -1,0 +1,118 @@
+//! `POST /api/v1/messages`: route a message and answer with the reply, or enqueue it
+//! durably and answer 202 (`Prefer: respond-async`).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use aimbus_amqp::envelope;
+use aimbus_core::IntegrationMessage;
+use serde_json::json;
+
+use super::{body_format, read_body, respond};
+use crate::Gateway;
+use crate::auth::{Caller, Role};
+use crate::problem::Problem;
+
+/// Reads one envelope field of a message.
+type Field = fn(&IntegrationMessage) -> &str;
+
+/// The seed's L3 headers, each naming a field it must agree with.
+const ENVELOPE_HEADERS: [(&str, Field); 4] = [
+    ("x-message-id", |m| &m.message_id),
+    ("x-source-system", |m| &m.source_system),
+    ("x-target-system", |m| &m.target_system),
+    ("x-message-type", |m| &m.message_type),
+];
+
+pub(crate) async fn post(
+    request: HttpRequest,
+    payload: web::Payload,
+    gateway: web::Data<Gateway>,
+) -> Result<HttpResponse, Problem> {
+    let caller = gateway.caller(&request)?;
+    caller.require(Role::Publisher)?;
+    let format = body_format(&request)?;
+    let body = read_body(&request, payload, gateway.max_body_bytes).await?;
+    let message: IntegrationMessage = gateway.codec.decode(format, &body)?;
+    check_headers(&request, &message)?;
+    message.validate()?;
+    check_speaks_for(&gateway, &caller, &message).await?;
+    if prefers_async(&request) {
+        let bridge = gateway.bridge.as_ref().ok_or_else(|| {
+            Problem::unavailable(
+                "async-unavailable",
+                "asynchronous delivery needs the RabbitMQ bridge, which this bus runs without",
+            )
+        })?;
+        bridge.enqueue(&message, format).await.map_err(|e| {
+            Problem::unavailable("broker-unavailable", format!("not enqueued: {e}"))
+                .retry_after(std::time::Duration::from_secs(1))
+        })?;
+        let mut accepted = HttpResponse::build(StatusCode::ACCEPTED);
+        accepted.insert_header(("Preference-Applied", "respond-async"));
+        let receipt = json!({"message_id": message.message_id, "status": "enqueued"});
+        return respond(&gateway.codec, &request, accepted, &receipt);
+    }
+    let request_envelope = message.without_payload();
+    let routed = gateway.router.route(message).await?;
+    let reply =
+        envelope::reply_to_request(&request_envelope, &routed.served_by, routed.reply.payload);
+    let mut ok = HttpResponse::Ok();
+    ok.insert_header(("X-Served-By", routed.served_by.as_str()));
+    respond(&gateway.codec, &request, ok, &reply)
+}
+
+/// The seed's headers are accepted, but may not contradict the body.
+fn check_headers(request: &HttpRequest, message: &IntegrationMessage) -> Result<(), Problem> {
+    for (name, field) in ENVELOPE_HEADERS {
+        let Some(value) = request.headers().get(name) else {
+            continue;
+        };
+        let value = value
+            .to_str()
+            .map_err(|_| Problem::bad_request(format!("header {name} is not text")))?;
+        if value != field(message) {
+            return Err(Problem::bad_request(format!(
+                "header {name} says `{value}` but the message says `{}`",
+                field(message)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// No impersonation: the message's source must be the token's subject, or that
+/// system's type.
+async fn check_speaks_for(
+    gateway: &Gateway,
+    caller: &Caller,
+    message: &IntegrationMessage,
+) -> Result<(), Problem> {
+    let Some(subject) = &caller.subject else {
+        return Ok(());
+    };
+    if &message.source_system == subject {
+        return Ok(());
+    }
+    let subject_id = subject.clone();
+    let subject_type = gateway
+        .registry
+        .query(move |r| r.get(&subject_id).map(|s| s.system_type.to_string()))
+        .await?;
+    if subject_type.as_deref() == Some(message.source_system.as_str()) {
+        return Ok(());
+    }
+    Err(Problem::forbidden(format!(
+        "the token speaks for `{subject}`, not for `{}`",
+        message.source_system
+    )))
+}
+
+/// RFC 7240: `Prefer: respond-async`, possibly among other preferences.
+fn prefers_async(request: &HttpRequest) -> bool {
+    request
+        .headers()
+        .get_all("prefer")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
+}

@@ -1,0 +1,180 @@
+//! The registry over REST: list with filters, register, get, unregister, health,
+//! dependency chain, compatibility and the summaries.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use aimbus_core::{IntegrationStatus, Registration, SystemInfo, SystemType};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{body_format, read_body, respond};
+use crate::Gateway;
+use crate::auth::Role;
+use crate::problem::Problem;
+
+/// `GET /api/v1/systems` filters; all given must hold.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListFilter {
+    #[serde(rename = "type")]
+    system_type: Option<String>,
+    capability: Option<String>,
+    interface: Option<String>,
+    status: Option<IntegrationStatus>,
+}
+
+/// A handler's prologue: the caller may read.
+fn reader(gateway: &Gateway, request: &HttpRequest) -> Result<(), Problem> {
+    gateway.caller(request)?.require(Role::Readonly)
+}
+
+pub(crate) async fn list(
+    request: HttpRequest,
+    filter: web::Query<ListFilter>,
+    gateway: web::Data<Gateway>,
+) -> Result<HttpResponse, Problem> {
+    reader(&gateway, &request)?;
+    let filter = filter.into_inner();
+    let system_type = filter
+        .system_type
+        .as_deref()
+        .map(str::parse::<SystemType>)
+        .transpose()?;
+    let systems = gateway
+        .registry
+        .query(move |r| {
+            r.systems()
+                .filter(|s| system_type.as_ref().is_none_or(|t| &s.system_type == t))
+                .filter(|s| {
+                    filter
+                        .capability
+                        .as_ref()
+                        .is_none_or(|c| s.capabilities.contains(c))
+                })
+                .filter(|s| {
+                    filter
+                        .interface
+                        .as_ref()
+                        .is_none_or(|i| s.interfaces.contains_key(i))
+                })
+                .filter(|s| filter.status.is_none_or(|st| s.status == st))
+                .cloned()
+                .collect::<Vec<SystemInfo>>()
+        })
+        .await?;
+    respond(&gateway.codec, &request, HttpResponse::Ok(), &systems)
+}
+
+pub(crate) async fn register(
+    request: HttpRequest,
+    payload: web::Payload,
+    gateway: web::Data<Gateway>,
+) -> Result<HttpResponse, Problem> {
+    gateway.caller(&request)?.require(Role::Admin)?;
+    let format = body_format(&request)?;
+    let body = read_body(&request, payload, gateway.max_body_bytes).await?;
+    let system: SystemInfo = gateway.codec.decode(format, &body)?;
+    let system_id = system.system_id.clone();
+    let registration = gateway.registry.register(system.clone()).await?;
+    let (mut response, outcome) = match registration {
+        Registration::Added => (HttpResponse::Created(), json!("added")),
+        Registration::Upgraded { previous_version } => (
+            HttpResponse::Ok(),
+            json!({"upgraded_from": previous_version}),
+        ),
+    };
+    response.insert_header(("Location", format!("/api/v1/systems/{system_id}")));
+    let answer = json!({"system_id": system_id, "registration": outcome, "system": system});
+    respond(&gateway.codec, &request, response, &answer)
+}
+
+/// The system, or 404.
+async fn find(gateway: &Gateway, system_id: String) -> Result<SystemInfo, Problem> {
+    let missing = format!("system `{system_id}` is not registered");
+    gateway
+        .registry
+        .query(move |r| r.get(&system_id).cloned())
+        .await?
+        .ok_or_else(|| Problem::unknown_system(missing))
+}
+
+pub(crate) async fn get(
+    request: HttpRequest,
+    system_id: web::Path<String>,
+    gateway: web::Data<Gateway>,
+) -> Result<HttpResponse, Problem> {
+    reader(&gateway, &request)?;
+    let system = find(&gateway, system_id.into_inner()).await?;
+    respond(&gateway.codec, &request, HttpResponse::Ok(), &system)
+}
+
+pub(crate) async fn unregister(
+    request: HttpRequest,
+    system_id: web::Path<String>,
+    gateway: web::Data<Gateway>,
+) -> Result<HttpResponse, Problem> {
+    gateway.caller(&request)?.require(Role::Admin)?;
+    let removed = gateway.registry.unregister(&system_id).await?;
+    respond(&gateway.codec, &request, HttpResponse::Ok(), &removed)
+}
+
+pub(crate) async fn health(
+    request: HttpRequest,
+    system_id: web::Path<String>,
+    gateway: web::Data<Gateway>,
+) -> Result<HttpResponse, Problem> {
+    reader(&gateway, &request)?;
+    let system = find(&gateway, system_id.into_inner()).await?;
+    let health = json!({
+        "system_id": system.system_id,
+        "status": system.status,
+        "last_health_check": system.last_health_check,
+        "performance_metrics": system.performance_metrics,
+    });
+    respond(&gateway.codec, &request, HttpResponse::Ok(), &health)
+}
+
+pub(crate) async fn dependency_chain(
+    request: HttpRequest,
+    system_id: web::Path<String>,
+    gateway: web::Data<Gateway>,
+) -> Result<HttpResponse, Problem> {
+    reader(&gateway, &request)?;
+    let id = system_id.into_inner();
+    let chain = gateway
+        .registry
+        .query(move |r| r.dependency_chain(&id))
+        .await??;
+    respond(&gateway.codec, &request, HttpResponse::Ok(), &chain)
+}
+
+pub(crate) async fn compatibility(
+    request: HttpRequest,
+    system_id: web::Path<String>,
+    gateway: web::Data<Gateway>,
+) -> Result<HttpResponse, Problem> {
+    reader(&gateway, &request)?;
+    let id = system_id.into_inner();
+    let report = gateway
+        .registry
+        .query(move |r| r.compatibility(&id))
+        .await??;
+    respond(&gateway.codec, &request, HttpResponse::Ok(), &report)
+}
+
+pub(crate) async fn summary(
+    request: HttpRequest,
+    gateway: web::Data<Gateway>,
+) -> Result<HttpResponse, Problem> {
+    reader(&gateway, &request)?;
+    let summary = gateway.registry.query(|r| r.summary()).await?;
+    respond(&gateway.codec, &request, HttpResponse::Ok(), &summary)
+}
+
+pub(crate) async fn integration_summary(
+    request: HttpRequest,
+    gateway: web::Data<Gateway>,
+) -> Result<HttpResponse, Problem> {
+    reader(&gateway, &request)?;
+    let summary = gateway.registry.query(|r| r.integration_summary()).await?;
+    respond(&gateway.codec, &request, HttpResponse::Ok(), &summary)
+}

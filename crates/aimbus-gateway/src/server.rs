@@ -1,0 +1,28 @@
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+
+use crate::{Error, Gateway, metrics, routes};
+
+/// Serves the gateway on `listener` (tests pass one bound to `127.0.0.1:0`) until the
+/// returned server is stopped. Signals are left to the caller, which owns shutdown.
+pub fn run(listener: TcpListener, gateway: Arc<Gateway>) -> Result<Server, Error> {
+    let address = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let data = web::Data::from(gateway);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .wrap(actix_web::middleware::from_fn(metrics::record_request))
+            .configure(routes::configure)
+    })
+    .disable_signals()
+    .listen(listener)
+    .map_err(|source| Error::Listen { address, source })?
+    .run();
+    Ok(server)
+}
