@@ -11,7 +11,7 @@ mod routes;
 mod server;
 mod state;
 
-pub use auth::{Authenticator, Caller, Role, TokenRequest, load_or_create_secret};
+pub use auth::{Authenticator, Caller, Role, SECRET_ENV, TokenRequest, load_or_create_secret};
 pub use error::Error;
 pub use metrics::install_recorder;
 pub use problem::Problem;

@@ -28,6 +28,25 @@ pub enum Command {
     /// Inspect and replay the dead-letter queue.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Bearer tokens for the gateway.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print an HS256 token signed with the configured secret, for local use.
+    Mint {
+        /// The system id the token speaks for.
+        #[arg(long)]
+        sub: String,
+        /// readonly, publisher or admin (repeat for several).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// Lifetime: a number with s, m, h or d (default: security.token_expiration_hours).
+        #[arg(long)]
+        ttl: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

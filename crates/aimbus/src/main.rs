@@ -8,6 +8,7 @@ mod serve;
 mod signals;
 mod simulate;
 mod systems;
+mod token;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -37,11 +38,31 @@ fn main() -> ExitCode {
         Err(error) => return config_failure(&error),
     };
     init_logging(config.monitoring().log_level);
-    let outcome = match cli.command {
-        Command::Serve => serve::run(&config, &systems),
-        Command::Systems(SystemsCommand::Simulate(args)) => simulate::run(&config, &systems, &args),
-        Command::Systems(SystemsCommand::Query(query)) => systems::run(systems.registry(), query),
-        Command::Dlq(command) => dlq::run(&config, command),
+    let needs_tokens = matches!(cli.command, Command::Serve | Command::Token(_));
+    let authenticator = if needs_tokens {
+        match token::authenticator(&config) {
+            Ok(authenticator) => Some(authenticator),
+            Err(error) => {
+                eprintln!("error: invalid configuration: {error}");
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            }
+        }
+    } else {
+        None
+    };
+    let outcome = match (cli.command, authenticator) {
+        (Command::Serve, Some(authenticator)) => serve::run(&config, &systems, authenticator),
+        (Command::Token(command), Some(authenticator)) => {
+            token::run(&config, &authenticator, command)
+        }
+        (Command::Serve | Command::Token(_), None) => unreachable!("made above"),
+        (Command::Systems(SystemsCommand::Simulate(args)), _) => {
+            simulate::run(&config, &systems, &args)
+        }
+        (Command::Systems(SystemsCommand::Query(query)), _) => {
+            systems::run(systems.registry(), query)
+        }
+        (Command::Dlq(command), _) => dlq::run(&config, command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,15 +1,21 @@
-//! `aimbus serve`: the actor system, the router and (unless disabled) the RabbitMQ
-//! bridge, until a shutdown signal.
+//! `aimbus serve`: the actor system, the router, and (unless disabled) the RabbitMQ
+//! bridge and the HTTP gateway, until a shutdown signal.
 
 use std::sync::Arc;
 
 use aimbus_actors::{InProcessTransport, RouterHandle, TransportSet, start_registry};
 use aimbus_amqp::Bridge;
 use aimbus_core::{Codec, Config, SystemsFile, interface};
+use aimbus_gateway::{Authenticator, Gateway};
+use anyhow::Context;
 
 use crate::signals::ShutdownSignals;
 
-pub fn run(config: &Config, systems: &SystemsFile) -> anyhow::Result<()> {
+pub fn run(
+    config: &Config,
+    systems: &SystemsFile,
+    authenticator: Authenticator,
+) -> anyhow::Result<()> {
     actix::System::new().block_on(async move {
         // Installed before anything else, so a signal sent from then on is always
         // handled rather than killing the process.
@@ -36,6 +42,26 @@ pub fn run(config: &Config, systems: &SystemsFile) -> anyhow::Result<()> {
         let _events = bridge
             .as_ref()
             .map(|bridge| bridge.publish_events(&registry));
+        // Up before the broker answers, so /healthz and /readyz tell what is going on.
+        let gateway = if config.gateway().enabled {
+            let mut gateway = Gateway::new(config, router.clone(), registry.clone(), authenticator);
+            if let Some(bridge) = &bridge {
+                gateway = gateway.with_bridge(Arc::clone(bridge));
+            }
+            if config.monitoring().enable_metrics {
+                gateway = gateway.with_metrics(aimbus_gateway::install_recorder()?);
+            }
+            let listen = &config.gateway().listen;
+            let listener = std::net::TcpListener::bind(listen)
+                .with_context(|| format!("cannot listen on {listen} (gateway.listen)"))?;
+            tracing::info!(address = %listener.local_addr()?, "gateway listening");
+            let server = aimbus_gateway::run(listener, Arc::new(gateway))?;
+            let handle = server.handle();
+            actix_rt::spawn(server);
+            Some(handle)
+        } else {
+            None
+        };
         if let Some(bridge) = &bridge {
             tokio::select! {
                 () = bridge.wait_connected() => {}
@@ -56,6 +82,10 @@ pub fn run(config: &Config, systems: &SystemsFile) -> anyhow::Result<()> {
         // The registry actor logs every registration and status change itself.
         let signal = shutdown.recv().await;
         tracing::info!(signal, "shutting down");
+        if let Some(gateway) = gateway {
+            // Requests in flight are answered before the actors stop.
+            gateway.stop(true).await;
+        }
         actix::System::current().stop();
         Ok(())
     })

@@ -224,6 +224,7 @@ fn a_missing_config_file_exits_2() {
 fn serve_registers_the_default_systems_and_stops_on_sigterm() {
     let mut registered = 0;
     let mut serving = String::new();
+    let mut gateway = None;
     let (child, mut lines) = common::spawn_until(
         common::aimbus_command().args(["--config", SHIPPED, "serve"]),
         "aimbus is serving",
@@ -232,11 +233,62 @@ fn serve_registers_the_default_systems_and_stops_on_sigterm() {
             if line.contains("system registered") {
                 registered += 1;
             }
+            gateway = gateway.take().or_else(|| common::gateway_address(line));
             serving = line.to_owned();
         },
     );
     assert!(serving.contains("systems=11"), "{serving}");
     assert_eq!(registered, 11);
+    let gateway = gateway.expect("serve logs where its gateway listens");
+    assert!(http_get(&gateway, "/healthz").starts_with("HTTP/1.1 200"));
     common::terminate(child);
     assert!(lines.any(|l| l.unwrap().contains("shutting down")));
+}
+
+/// A plain HTTP/1.1 GET, answer read whole (the server closes the connection).
+fn http_get(address: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn token_mint_needs_a_usable_secret_and_known_roles() {
+    let (_dir, path) = config_dir("");
+    let minted = aimbus(
+        &path,
+        &["token", "mint", "--sub", "cmc_001", "--role", "publisher"],
+        &[],
+    );
+    assert!(minted.status.success(), "{}", stderr(&minted));
+    assert_eq!(stdout(&minted).trim().split('.').count(), 3, "a JWT");
+    assert!(
+        path.with_file_name("jwt.secret").exists(),
+        "the secret file was created"
+    );
+    let short = aimbus(
+        &path,
+        &["token", "mint", "--sub", "cmc_001", "--role", "publisher"],
+        &[("AIMBUS_JWT_SECRET", "short")],
+    );
+    assert_eq!(short.status.code(), Some(2));
+    assert!(stderr(&short).contains("too short"), "{}", stderr(&short));
+    let unknown = aimbus(
+        &path,
+        &["token", "mint", "--sub", "cmc_001", "--role", "root"],
+        &[],
+    );
+    assert!(!unknown.status.success());
+    assert!(
+        stderr(&unknown).contains("unknown role `root`"),
+        "{}",
+        stderr(&unknown)
+    );
 }

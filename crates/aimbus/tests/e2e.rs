@@ -41,6 +41,17 @@ fn start_with(
     ready: &str,
     env: &[(&str, &str)],
 ) -> Child {
+    start_logging(config, namespace, args, ready, env).0
+}
+
+/// Like `start_with`, also returning the gateway's address if the process logged one.
+fn start_logging(
+    config: &std::path::Path,
+    namespace: &str,
+    args: &[&str],
+    ready: &str,
+    env: &[(&str, &str)],
+) -> (Child, Option<String>) {
     let mut command = common::aimbus_command();
     command
         .arg("--config")
@@ -48,10 +59,127 @@ fn start_with(
         .args(args)
         .envs(env.iter().copied())
         .env("AIMBUS_AMQP__NAMESPACE", namespace);
-    let (child, lines) = common::spawn_until(&mut command, ready, Duration::from_secs(60), |_| {});
+    let mut gateway = None;
+    let (child, lines) =
+        common::spawn_until(&mut command, ready, Duration::from_secs(60), |line| {
+            gateway = gateway.take().or_else(|| common::gateway_address(line));
+        });
     // Keep draining the log so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    child
+    (child, gateway)
+}
+
+/// `aimbus token mint` with `config`, as a user runs it.
+fn mint(config: &std::path::Path, sub: &str, role: &str) -> String {
+    let output = common::aimbus_command()
+        .arg("--config")
+        .arg(config)
+        .args([
+            "token", "mint", "--sub", sub, "--role", role, "--ttl", "10m",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// A message posted to the gateway over HTTP is routed over RabbitMQ to a simulated
+/// system and answered; with `Prefer: respond-async` it is answered 202 once enqueued,
+/// and its reply arrives on its `reply_to` queue.
+#[tokio::test(flavor = "multi_thread")]
+async fn http_messages_reach_simulated_systems_over_rabbitmq() {
+    let namespace = format!("aimbus-http-{}", uuid::Uuid::new_v4().simple());
+    let (_dir, path) = config_in(&namespace);
+    let (serve, gateway) = start_logging(&path, &namespace, &["serve"], "aimbus is serving", &[]);
+    let gateway = format!(
+        "http://{}",
+        gateway.expect("serve logs its gateway address")
+    );
+    let simulate = start(
+        &path,
+        &namespace,
+        &["systems", "simulate", "--all"],
+        "simulated systems serving",
+    );
+    let token = mint(&path, "cmc_001", "publisher");
+    let http = reqwest::Client::new();
+
+    let ready: serde_json::Value = http
+        .get(format!("{gateway}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["broker"], "connected", "{ready}");
+    let message = json!({
+        "message_id": uuid::Uuid::new_v4().to_string(),
+        "source_system": "cmc_001", "target_system": "hhni_001",
+        "message_type": "data_request", "payload": {"query": "over http"},
+    });
+    let response = http
+        .post(format!("{gateway}/api/v1/messages"))
+        .bearer_auth(&token)
+        .json(&message)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let reply: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(reply["correlation_id"], message["message_id"]);
+    assert_eq!(reply["payload"]["status"], "success", "{reply}");
+
+    let config = Config::load(&path, Vec::new()).unwrap();
+    let connection = Connection::connect(&config.amqp().url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let replies = format!("{namespace}.http-replies");
+    channel
+        .queue_declare(
+            replies.as_str().into(),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let mut later = message.clone();
+    later["message_id"] = json!(uuid::Uuid::new_v4().to_string());
+    later["reply_to"] = json!(replies);
+    let response = http
+        .post(format!("{gateway}/api/v1/messages"))
+        .bearer_auth(&token)
+        .header("Prefer", "respond-async")
+        .json(&later)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    assert_eq!(response.headers()["preference-applied"], "respond-async");
+    let mut answer = None;
+    for _ in 0..400 {
+        answer = channel
+            .basic_get(
+                replies.as_str().into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap();
+        if answer.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answer = answer.expect("the enqueued message was routed and answered");
+    let correlation = answer.delivery.properties.correlation_id().clone().unwrap();
+    assert_eq!(correlation.as_str(), later["message_id"].as_str().unwrap());
+    let _ = channel
+        .queue_delete(replies.as_str().into(), QueueDeleteOptions::default())
+        .await;
+    common::terminate(simulate);
+    common::terminate(serve);
+    remove_namespace(&config, &namespace).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

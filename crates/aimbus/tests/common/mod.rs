@@ -4,11 +4,22 @@ use std::io::{BufRead, BufReader, Lines};
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// An `aimbus` command, with a clean environment for its log.
+/// An `aimbus` command, with a clean environment for its log, and its gateway on a port
+/// of its own (it logs which), so tests running side by side never collide.
 pub fn aimbus_command() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_aimbus"));
-    command.env_remove("RUST_LOG");
     command
+        .env_remove("RUST_LOG")
+        .env_remove("AIMBUS_JWT_SECRET")
+        .env("AIMBUS_GATEWAY__LISTEN", "127.0.0.1:0");
+    command
+}
+
+/// The address in a `gateway listening address=…` log line.
+pub fn gateway_address(line: &str) -> Option<String> {
+    let (_, rest) = line.split_once("gateway listening")?;
+    let address = rest.split_once("address=")?.1;
+    Some(address.split_whitespace().next()?.to_owned())
 }
 
 /// Spawns `command` and reads its log until a line contains `ready`, handing every line
