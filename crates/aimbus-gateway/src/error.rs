@@ -12,6 +12,8 @@ pub enum Error {
     },
     #[error("cannot mint a token: {0}")]
     Mint(String),
+    #[error("http client: {0}")]
+    HttpClient(String),
     #[error("metrics exporter: {0}")]
     Metrics(String),
     #[error("cannot listen on {address}: {source}")]

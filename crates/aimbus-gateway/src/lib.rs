@@ -1,5 +1,6 @@
-//! The HTTP gateway of aimbus: messages and the registry over REST, behind JWT bearer
-//! authentication with roles, answering every error as `application/problem+json`.
+//! The HTTP side of aimbus: the gateway (messages and the registry over REST, behind JWT
+//! bearer authentication with roles, every error as `application/problem+json`) and the
+//! REST transport that delivers to systems with a `rest_api` interface.
 #![forbid(unsafe_code)]
 
 mod auth;
@@ -7,6 +8,7 @@ mod error;
 mod metrics;
 mod openapi;
 mod problem;
+mod rest_transport;
 mod routes;
 mod server;
 mod state;
@@ -15,5 +17,6 @@ pub use auth::{Authenticator, Caller, Role, SECRET_ENV, TokenRequest, load_or_cr
 pub use error::Error;
 pub use metrics::install_recorder;
 pub use problem::Problem;
+pub use rest_transport::RestTransport;
 pub use server::run;
 pub use state::Gateway;

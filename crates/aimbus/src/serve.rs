@@ -6,7 +6,7 @@ use std::sync::Arc;
 use aimbus_actors::{InProcessTransport, RouterHandle, TransportSet, start_registry};
 use aimbus_amqp::Bridge;
 use aimbus_core::{Codec, Config, SystemsFile, interface};
-use aimbus_gateway::{Authenticator, Gateway};
+use aimbus_gateway::{Authenticator, Gateway, RestTransport};
 use anyhow::Context;
 
 use crate::signals::ShutdownSignals;
@@ -21,20 +21,27 @@ pub fn run(
         // handled rather than killing the process.
         let mut shutdown = ShutdownSignals::install()?;
         let codec = Codec::new(config.decode_limits());
-        let mut transports = TransportSet::new(Arc::new(InProcessTransport::new()));
         let bridge = if config.amqp().enabled {
             let bridge = Bridge::new(config.amqp(), codec);
             bridge.declare_systems(systems.systems()).await?;
-            for kind in &config.amqp().interface_preference {
-                // The REST transport joins with the gateway.
-                if kind == interface::AMQP {
-                    transports = transports.with_interface(kind, bridge.transport());
-                }
-            }
             Some(bridge)
         } else {
             None
         };
+        let rest: Arc<RestTransport> = Arc::new(RestTransport::new(config.performance())?);
+        let mut transports = TransportSet::new(Arc::new(InProcessTransport::new()));
+        // In the configured order of preference, each interface a transport serves here.
+        for kind in &config.amqp().interface_preference {
+            match (kind.as_str(), &bridge) {
+                (interface::AMQP, Some(bridge)) => {
+                    transports = transports.with_interface(kind, bridge.transport());
+                }
+                (interface::REST_API, _) => {
+                    transports = transports.with_interface(kind, rest.clone());
+                }
+                _ => {}
+            }
+        }
         let registry = start_registry(config.supervision(), transports, systems).await?;
         let router = RouterHandle::start(Arc::new(config.clone()), registry.clone()).await?;
         // Connects, and reconnects whenever the broker goes away, in the background.
