@@ -15,3 +15,11 @@ pub const RETRIES: &str = "aimbus_retries_total";
 pub const RETRIES_REFUSED: &str = "aimbus_retries_refused_total";
 /// Health checks, labelled `system_id` and `status`.
 pub const HEALTH_CHECKS: &str = "aimbus_health_checks_total";
+/// Delivery attempts to a system, labelled `system_id`.
+pub const SYSTEM_REQUESTS: &str = "aimbus_system_requests_total";
+/// Delivery attempts to a system that failed, labelled `system_id`.
+pub const SYSTEM_ERRORS: &str = "aimbus_system_errors_total";
+/// Delivery attempt durations in seconds, labelled `system_id`.
+pub const SYSTEM_LATENCY: &str = "aimbus_system_request_duration_seconds";
+/// A system's breaker state, labelled `system_id`: 0 closed, 1 half-open, 2 open.
+pub const BREAKER_STATE: &str = "aimbus_breaker_state";

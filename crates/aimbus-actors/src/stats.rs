@@ -30,22 +30,35 @@ pub struct SystemStats {
     /// The wall clock at one instant of the monotonic clock, so a call's wall-clock time
     /// comes from the instant already read for it rather than from another clock read.
     epoch: (Instant, DateTime<Utc>),
+    /// The same figures for the metrics exporter, through handles made once per system
+    /// so an attempt costs no label lookup.
+    exported: Exported,
+}
+
+struct Exported {
+    requests: ::metrics::Counter,
+    errors: ::metrics::Counter,
+    latency: ::metrics::Histogram,
 }
 
 /// Microseconds up to an hour, two significant digits: a few kilobytes per system.
 const HIGHEST_MICROS: u64 = 3_600_000_000;
 
-impl Default for SystemStats {
-    fn default() -> Self {
+impl SystemStats {
+    pub fn new(system_id: &str) -> SystemStats {
         let histogram = Histogram::new_with_bounds(1, HIGHEST_MICROS, 2).expect("valid bounds");
+        let id = system_id.to_owned();
         SystemStats {
             inner: Mutex::new((PerformanceMetrics::default(), histogram)),
             epoch: (Instant::now(), Utc::now()),
+            exported: Exported {
+                requests: ::metrics::counter!(crate::metrics::SYSTEM_REQUESTS, "system_id" => id.clone()),
+                errors: ::metrics::counter!(crate::metrics::SYSTEM_ERRORS, "system_id" => id.clone()),
+                latency: ::metrics::histogram!(crate::metrics::SYSTEM_LATENCY, "system_id" => id),
+            },
         }
     }
-}
 
-impl SystemStats {
     pub fn record(&self, success: bool, started: Instant, finished: Instant) {
         let elapsed = finished.saturating_duration_since(started);
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
@@ -58,6 +71,12 @@ impl SystemStats {
             at,
         });
         inner.1.saturating_record(micros.clamp(1, HIGHEST_MICROS));
+        drop(inner);
+        self.exported.requests.increment(1);
+        if !success {
+            self.exported.errors.increment(1);
+        }
+        self.exported.latency.record(elapsed.as_secs_f64());
     }
 
     pub fn performance(&self) -> PerformanceMetrics {
@@ -88,7 +107,7 @@ mod tests {
 
     #[test]
     fn percentiles_and_seed_metrics_come_from_the_same_calls() {
-        let stats = SystemStats::default();
+        let stats = SystemStats::new("test_001");
         let t = Instant::now();
         for ms in 1..=100u64 {
             stats.record(ms % 10 != 0, t, t + Duration::from_millis(ms));

@@ -95,6 +95,9 @@ enum Settle {
 
 impl Work {
     async fn handle(self, delivery: Delivery) {
+        if delivery.redelivered {
+            ::metrics::counter!(metrics::REDELIVERIES).increment(1);
+        }
         let mut forwarded_id = None;
         let settled = match envelope::decode(&self.codec, &delivery) {
             Err(error) => self
@@ -192,6 +195,7 @@ impl Work {
                 if failed < self.delivery_limit {
                     let pause = Duration::from_millis(250 << failed.min(6)).min(MAX_REQUEUE_PAUSE);
                     tracing::info!(message_id = %request.message_id, failed, %error, "ingress message will be retried");
+                    ::metrics::counter!(metrics::INGRESS_RETRIES).increment(1);
                     return Ok(Settle::Retry { pause, failed });
                 }
                 let reason = format!(

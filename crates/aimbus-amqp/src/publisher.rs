@@ -4,7 +4,7 @@ use lapin::types::AMQPValue;
 use lapin::{BasicProperties, Channel, Connection};
 
 use crate::envelope::ERROR_HEADER;
-use crate::{Error, Names};
+use crate::{Error, Names, metrics};
 
 /// Publishes with publisher confirms and `mandatory`: a publish succeeds only once the
 /// broker has taken the message into a queue. A nack or a returned (unroutable) message
@@ -51,17 +51,20 @@ impl Publisher {
             .await?;
         let acked = confirmation.is_ack();
         if confirmation.take_message().is_some() {
+            ::metrics::counter!(metrics::PUBLISHES, "outcome" => "returned").increment(1);
             return Err(Error::Unroutable {
                 exchange: exchange.to_owned(),
                 routing_key: routing_key.to_owned(),
             });
         }
         if !acked {
+            ::metrics::counter!(metrics::PUBLISHES, "outcome" => "nacked").increment(1);
             return Err(Error::Nacked {
                 exchange: exchange.to_owned(),
                 routing_key: routing_key.to_owned(),
             });
         }
+        ::metrics::counter!(metrics::PUBLISHES, "outcome" => "confirmed").increment(1);
         Ok(())
     }
 
@@ -74,6 +77,8 @@ impl Publisher {
         reason: &str,
     ) -> Result<(), Error> {
         tracing::warn!(reason, "dead-lettering a message");
+        let kind = reason.split(':').next().unwrap_or_default().to_owned();
+        ::metrics::counter!(metrics::DEAD_LETTERS, "reason" => kind).increment(1);
         let reason = AMQPValue::LongString(reason.into());
         self.republish(&names.dead(), "", delivery, ERROR_HEADER, reason)
             .await

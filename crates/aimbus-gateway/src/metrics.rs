@@ -29,7 +29,8 @@ const BUCKETS: &[f64] = &[
 ];
 
 /// Installs the Prometheus exporter as the process's metrics recorder, once; later
-/// calls return the same handle.
+/// calls return the same handle. Call it before the actors start: metric handles made
+/// before it (the router's per-system ones) record nowhere.
 pub fn install_recorder() -> Result<PrometheusHandle, Error> {
     // A lock, not a OnceLock check-then-set: two first callers must not both install.
     static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);

@@ -334,6 +334,8 @@ async fn probes_metrics_and_the_openapi_document_are_served() {
         "aimbus_http_requests_total",
         "aimbus_http_request_duration_seconds_bucket",
         "aimbus_messages_routed_total",
+        "aimbus_system_requests_total{system_id=\"hhni_001\"}",
+        "aimbus_system_request_duration_seconds_bucket{system_id=\"hhni_001\"",
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
     ] {

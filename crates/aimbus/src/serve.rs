@@ -20,6 +20,12 @@ pub fn run(
         // Installed before anything else, so a signal sent from then on is always
         // handled rather than killing the process.
         let mut shutdown = ShutdownSignals::install()?;
+        // Before any actor starts: metric handles made earlier would record nowhere.
+        let metrics = if config.monitoring().enable_metrics {
+            Some(aimbus_gateway::install_recorder()?)
+        } else {
+            None
+        };
         let codec = Codec::new(config.decode_limits());
         let bridge = if config.amqp().enabled {
             let bridge = Bridge::new(config.amqp(), codec);
@@ -55,8 +61,8 @@ pub fn run(
             if let Some(bridge) = &bridge {
                 gateway = gateway.with_bridge(Arc::clone(bridge));
             }
-            if config.monitoring().enable_metrics {
-                gateway = gateway.with_metrics(aimbus_gateway::install_recorder()?);
+            if let Some(metrics) = metrics.clone() {
+                gateway = gateway.with_metrics(metrics);
             }
             let listen = &config.gateway().listen;
             let listener = std::net::TcpListener::bind(listen)

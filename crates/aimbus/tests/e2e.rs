@@ -174,6 +174,21 @@ async fn http_messages_reach_simulated_systems_over_rabbitmq() {
     let answer = answer.expect("the enqueued message was routed and answered");
     let correlation = answer.delivery.properties.correlation_id().clone().unwrap();
     assert_eq!(correlation.as_str(), later["message_id"].as_str().unwrap());
+    let metrics = http
+        .get(format!("{gateway}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "aimbus_amqp_publishes_total{outcome=\"confirmed\"}",
+        "aimbus_system_requests_total{system_id=\"hhni_001\"}",
+        "aimbus_http_requests_total{",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
     let _ = channel
         .queue_delete(replies.as_str().into(), QueueDeleteOptions::default())
         .await;

@@ -71,6 +71,12 @@ impl BreakerActor {
             "to" => t.to.as_str(),
         )
         .increment(1);
+        let level = match t.to {
+            BreakerState::Closed => 0.0,
+            BreakerState::HalfOpen => 1.0,
+            BreakerState::Open | BreakerState::ForcedOpen => 2.0,
+        };
+        ::metrics::gauge!(metrics::BREAKER_STATE, "system_id" => self.system_id.clone()).set(level);
         let _ = self.events.send(BreakerEvent {
             system_id: self.system_id.clone(),
             from: t.from,

@@ -29,7 +29,7 @@ impl Instance {
         Instance {
             id: id.into(),
             breaker,
-            stats: Arc::default(),
+            stats: Arc::new(SystemStats::new(id)),
             bulkhead: Arc::new(Semaphore::new(bulkhead_size)),
             bulkhead_size,
         }

@@ -49,6 +49,8 @@ pub async fn start_with_keys(extra: &str, base_dir: &std::path::Path) -> TestGat
         "[monitoring]\nhealth_check_interval_seconds = 3600\n[amqp]\nenabled = false\n{extra}"
     );
     let config = Config::from_toml_str("test", &toml, Vec::new(), base_dir.into()).unwrap();
+    // Before the router: the handles it makes per system bind to the recorder there is.
+    let metrics = aimbus_gateway::install_recorder().unwrap();
     let systems = Arc::new(InProcessTransport::new());
     let registry = RegistryHandle::start(
         config.supervision(),
@@ -73,8 +75,7 @@ pub async fn start_with_keys(extra: &str, base_dir: &std::path::Path) -> TestGat
         base_dir,
     )
     .unwrap();
-    let gateway = Gateway::new(&config, router, registry.clone(), auth)
-        .with_metrics(aimbus_gateway::install_recorder().unwrap());
+    let gateway = Gateway::new(&config, router, registry.clone(), auth).with_metrics(metrics);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = aimbus_gateway::run(listener, Arc::new(gateway)).unwrap();
