@@ -2,6 +2,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
+use actix_web::middleware::{Compress, Condition};
 use actix_web::{App, HttpServer, web};
 
 use crate::{Error, Gateway, metrics, routes};
@@ -13,10 +14,12 @@ pub fn run(listener: TcpListener, gateway: Arc<Gateway>) -> Result<Server, Error
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
+    let compress = gateway.compress;
     let data = web::Data::from(gateway);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .wrap(Condition::new(compress, Compress::default()))
             .wrap(actix_web::middleware::from_fn(metrics::record_request))
             .configure(routes::configure)
     })

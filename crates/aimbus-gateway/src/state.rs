@@ -21,6 +21,8 @@ pub struct Gateway {
     limiter: Option<Mutex<RateLimiter>>,
     pub(crate) max_body_bytes: usize,
     pub(crate) metrics: Option<PrometheusHandle>,
+    /// Compress responses for clients that accept it (`performance.enable_compression`).
+    pub(crate) compress: bool,
 }
 
 impl Gateway {
@@ -45,6 +47,7 @@ impl Gateway {
             }),
             max_body_bytes: config.decode_limits().max_bytes,
             metrics: None,
+            compress: config.performance().enable_compression,
         }
     }
 

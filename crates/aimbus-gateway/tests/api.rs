@@ -425,3 +425,35 @@ async fn respond_async_without_the_broker_is_refused_not_dropped() {
     assert_problem(r, 503, "async-unavailable").await;
     gw.stop().await;
 }
+
+#[actix_rt::test]
+async fn responses_are_compressed_for_clients_that_accept_it() {
+    let gw = start("").await;
+    let token = gw.token("cmc_001", &[Role::Readonly]);
+    let get = |encoding: &'static str| {
+        gw.http
+            .get(gw.url("/api/v1/systems"))
+            .bearer_auth(&token)
+            .header("accept-encoding", encoding)
+            .send()
+    };
+    let r = get("gzip").await.unwrap();
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let r = get("identity").await.unwrap();
+    assert!(r.headers().get("content-encoding").is_none());
+    let plain: Vec<Value> = r.json().await.unwrap();
+    assert_eq!(plain.len(), 2);
+    gw.stop().await;
+
+    let gw = start("[performance]\nenable_compression = false\n").await;
+    let r = gw
+        .http
+        .get(gw.url("/api/v1/systems"))
+        .bearer_auth(gw.token("cmc_001", &[Role::Readonly]))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("content-encoding").is_none());
+    gw.stop().await;
+}
