@@ -131,7 +131,7 @@ fn start_bus(namespace: &str) -> (actix::System, std::thread::JoinHandle<()>) {
         let system = actix::System::new();
         system.block_on(async move {
             let codec = Codec::new(config.decode_limits());
-            let bridge = Bridge::new(config.amqp(), codec);
+            let bridge = Bridge::new(config.amqp(), codec, None);
             let system = bench_system(bridge.names());
             bridge.declare_systems([&system]).await.unwrap();
             let transports = TransportSet::new(Arc::new(InProcessTransport::new()))
@@ -165,6 +165,7 @@ async fn bus_path(namespace: &str, n: usize) -> (f64, Histogram<u64>) {
     let options = WorkerOptions {
         amqp: config.amqp().clone(),
         prefetch: PREFETCH,
+        keyring: None,
     };
     let worker = SystemWorker::connect(bench_system(&names), options, codec)
         .await

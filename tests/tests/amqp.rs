@@ -9,7 +9,7 @@ use aimbus_actors::{InProcessTransport, RegistryHandle, RouterHandle, TransportS
 use aimbus_amqp::envelope::{self, ERROR_HEADER};
 use aimbus_amqp::{Bridge, DeadLetters, INGRESS_ROUTING_KEY, Names, Publisher, Selection};
 use aimbus_client::{BusClient, HandlerError, SystemWorker, WorkerOptions, WorkerStats};
-use aimbus_core::{Codec, Config, Format, IntegrationMessage, SystemInfo};
+use aimbus_core::{Codec, Config, Format, IntegrationMessage, Keyring, SEALED_FIELD, SystemInfo};
 use lapin::options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::json;
@@ -19,6 +19,7 @@ const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// A bus wired to RabbitMQ in a fresh namespace, with one AMQP system registered.
 struct AmqpBus {
     config: Arc<Config>,
+    keyring: Option<Arc<Keyring>>,
     codec: Codec,
     names: Names,
     system: SystemInfo,
@@ -36,11 +37,16 @@ async fn amqp_bus() -> AmqpBus {
 
 /// A bus as `amqp_bus` makes it, with more `[amqp]` settings.
 async fn amqp_bus_with(amqp_settings: &str) -> AmqpBus {
+    amqp_bus_keyed(amqp_settings, None).await
+}
+
+/// A bus whose bridge, and the systems the test serves, seal payloads with `keyring`.
+async fn amqp_bus_keyed(amqp_settings: &str, keyring: Option<Arc<Keyring>>) -> AmqpBus {
     let namespace = format!("aimbus-test-{}", uuid::Uuid::new_v4().simple());
     let toml = format!("[amqp]\nurl = \"{URL}\"\nnamespace = \"{namespace}\"\n{amqp_settings}");
     let config = Arc::new(Config::from_toml_str("test", &toml, Vec::new(), ".".into()).unwrap());
     let codec = Codec::new(config.decode_limits());
-    let bridge = Bridge::new(config.amqp(), codec);
+    let bridge = Bridge::new(config.amqp(), codec, keyring.clone());
     let names = bridge.names().clone();
     let system: SystemInfo = serde_json::from_value(json!({
         "system_id": "hhni_101", "system_type": "hhni", "name": "HHNI", "version": "1.0.0",
@@ -63,6 +69,7 @@ async fn amqp_bus_with(amqp_settings: &str) -> AmqpBus {
         .expect("RabbitMQ runs on 127.0.0.1:5672");
     AmqpBus {
         config,
+        keyring,
         codec,
         names,
         system,
@@ -97,6 +104,7 @@ impl AmqpBus {
         let options = WorkerOptions {
             amqp: self.config.amqp().clone(),
             prefetch: 8,
+            keyring: self.keyring.clone(),
         };
         let worker = SystemWorker::connect(system, options, self.codec)
             .await
@@ -706,5 +714,124 @@ async fn system_queues_can_be_quorum_queues_with_a_delivery_limit() {
         .queue_declare(queue.as_str().into(), durable, quorum)
         .await;
     assert!(accepted.is_ok(), "{accepted:?}");
+    bus.remove().await;
+}
+
+/// With encryption on, payloads cross the broker sealed on the hop to the system (its
+/// queue never holds the plaintext), the SDK opens them and seals its reply, the bus
+/// opens that; a sealed client message that was tampered with is dead-lettered.
+#[actix_rt::test]
+async fn sealed_payloads_cross_the_broker_opaque_and_tampered_ones_are_dead_lettered() {
+    let keyring =
+        Arc::new(Keyring::from_toml_str("test", &aimbus_core::new_keyring_text("k1")).unwrap());
+    let bus = amqp_bus_keyed("", Some(Arc::clone(&keyring))).await;
+    let connection = Connection::connect(URL, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    // A tap: a queue of our own bound like the system's, so it gets a copy of each delivery
+    // exactly as it crosses the broker.
+    let tap = format!("{}.tap", bus.names.ingress());
+    channel
+        .queue_declare(tap.as_str().into(), Default::default(), Default::default())
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            tap.as_str().into(),
+            bus.names.deliver().into(),
+            "hhni.hhni_101".into(),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorder = Arc::clone(&seen);
+    bus.serve(move |message: IntegrationMessage| {
+        recorder.lock().unwrap().push(message.payload.clone());
+        echo(message)
+    })
+    .await;
+    let payload = json!({"secret": "launch codes"})
+        .as_object()
+        .unwrap()
+        .clone();
+    let routed = bus
+        .router
+        .route(IntegrationMessage::new(
+            "cmc_001",
+            "hhni_101",
+            "status_update",
+            payload,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        routed.reply.payload["secret"], "launch codes",
+        "the bus opened the reply"
+    );
+    assert_eq!(
+        seen.lock().unwrap()[0]["secret"],
+        "launch codes",
+        "the handler saw the plaintext"
+    );
+    let mut copies = Vec::new();
+    while let Some(copy) = channel
+        .basic_get(tap.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+    {
+        copies.push(String::from_utf8_lossy(&copy.delivery.data).into_owned());
+    }
+    let request = copies
+        .iter()
+        .find(|raw| raw.contains("status_update"))
+        .expect("the tap saw the request");
+    assert!(!request.contains("launch codes"), "{request}");
+    assert!(request.contains(SEALED_FIELD), "{request}");
+    let _ = channel
+        .queue_delete(tap.as_str().into(), QueueDeleteOptions::default())
+        .await;
+
+    // A client's sealed message whose ciphertext was altered never reaches the system.
+    let mut tampered = IntegrationMessage::new(
+        "cmc_001",
+        "hhni_101",
+        "status_update",
+        json!({"q": 1}).as_object().unwrap().clone(),
+    );
+    keyring.seal(&mut tampered).unwrap();
+    tampered.target_system = "hhni".into();
+    let (body, properties) =
+        envelope::encode(&bus.codec, Format::Json, &tampered, &Default::default()).unwrap();
+    Publisher::open(&connection)
+        .await
+        .unwrap()
+        .publish(&bus.names.ingress(), INGRESS_ROUTING_KEY, &body, properties)
+        .await
+        .unwrap();
+    let dead = DeadLetters::open(&connection, bus.names.clone())
+        .await
+        .unwrap();
+    let mut listed = Vec::new();
+    for _ in 0..200 {
+        listed = dead.list(10).await.unwrap();
+        if !listed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(listed.len(), 1);
+    assert!(
+        listed[0].reason.starts_with("unauthorised: "),
+        "{}",
+        listed[0].reason
+    );
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "the tampered message reached nobody"
+    );
     bus.remove().await;
 }

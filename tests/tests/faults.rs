@@ -129,7 +129,7 @@ impl FaultBus {
         let config =
             Arc::new(Config::from_toml_str("faults", &toml, Vec::new(), ".".into()).unwrap());
         let codec = Codec::new(config.decode_limits());
-        let bridge = Bridge::new(config.amqp(), codec);
+        let bridge = Bridge::new(config.amqp(), codec, None);
         let names = bridge.names().clone();
         let system: SystemInfo = serde_json::from_value(json!({
             "system_id": "fault_001", "system_type": "hhni", "name": "Fault", "version": "1",
@@ -164,6 +164,7 @@ impl FaultBus {
         let options = WorkerOptions {
             amqp: self.config.amqp().clone(),
             prefetch: 64,
+            keyring: None,
         };
         let worker = SystemWorker::connect(self.system.clone(), options, self.codec)
             .await

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use aimbus_actors::{RegistryHandle, RouterHandle};
 use aimbus_core::{
-    AmqpConfig, Codec, Format, IntegrationMessage, QueueType, SystemInfo, interface,
+    AmqpConfig, Codec, Format, IntegrationMessage, Keyring, QueueType, SystemInfo, interface,
 };
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use tokio::sync::{broadcast, watch};
@@ -26,6 +26,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 pub struct Bridge {
     config: AmqpConfig,
     codec: Codec,
+    /// Opens sealed ingress payloads and seals what goes to systems, when encryption is on.
+    keyring: Option<Arc<Keyring>>,
     names: Names,
     transport: Arc<AmqpTransport>,
     connected: watch::Sender<bool>,
@@ -37,13 +39,21 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    pub fn new(config: &AmqpConfig, codec: Codec) -> Arc<Bridge> {
+    /// A bridge that seals payloads on the hop to systems (and opens sealed ones coming
+    /// in) with `keyring`, or leaves them as they are without one.
+    pub fn new(config: &AmqpConfig, codec: Codec, keyring: Option<Arc<Keyring>>) -> Arc<Bridge> {
         let names = Names::new(&config.namespace);
         let priorities = config.queue_type == QueueType::Classic;
         Arc::new(Bridge {
             config: config.clone(),
             codec,
-            transport: Arc::new(AmqpTransport::new(names.clone(), codec, priorities)),
+            transport: Arc::new(AmqpTransport::new(
+                names.clone(),
+                codec,
+                priorities,
+                keyring.clone(),
+            )),
+            keyring,
             names,
             connected: watch::channel(false).0,
             systems: Mutex::default(),
@@ -211,6 +221,7 @@ impl Bridge {
             &connection,
             self.names.clone(),
             self.codec,
+            self.keyring.clone(),
             &self.config,
             router.clone(),
         )

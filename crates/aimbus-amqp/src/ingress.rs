@@ -7,7 +7,7 @@ use aimbus_actors::{Error as RouteError, RouterHandle};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aimbus_core::{AmqpConfig, Codec, IntegrationMessage};
+use aimbus_core::{AmqpConfig, Codec, IntegrationMessage, Keyring};
 use lapin::Connection;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
@@ -26,6 +26,7 @@ pub async fn start(
     connection: &Connection,
     names: Names,
     codec: Codec,
+    keyring: Option<Arc<Keyring>>,
     config: &AmqpConfig,
     router: RouterHandle,
 ) -> Result<tokio::task::JoinHandle<()>, Error> {
@@ -55,6 +56,7 @@ pub async fn start(
                         publisher: publisher.clone(),
                         names: names.clone(),
                         codec,
+                        keyring: keyring.clone(),
                         router: router.clone(),
                         forwarded: Arc::clone(&forwarded),
                         delivery_limit,
@@ -74,6 +76,7 @@ struct Work {
     publisher: Publisher,
     names: Names,
     codec: Codec,
+    keyring: Option<Arc<Keyring>>,
     router: RouterHandle,
     /// Ids of messages already forwarded to their system: a redelivery or a republished
     /// copy of one is acknowledged, not forwarded again. (A request is routed again, so
@@ -156,8 +159,23 @@ impl Work {
     async fn route(
         &self,
         delivery: &Delivery,
-        message: IntegrationMessage,
+        mut message: IntegrationMessage,
     ) -> Result<Settle, Error> {
+        // A sealed payload is opened here (and the answer sealed for its sender); one that
+        // does not open is never routed.
+        let sealed = match &self.keyring {
+            Some(keyring) if Keyring::is_sealed(&message.payload) => {
+                if let Err(error) = keyring.open(&mut message) {
+                    let reason = format!("unauthorised: {error}");
+                    return self
+                        .dead_letter(delivery, &reason)
+                        .await
+                        .map(|()| Settle::Ack);
+                }
+                Some(keyring)
+            }
+            _ => None,
+        };
         let reply_to = message.reply_to.clone();
         let request = message.without_payload();
         // Without reply_to nobody waits for an answer: the message is forwarded (one
@@ -171,8 +189,11 @@ impl Work {
                 let Some(reply_to) = reply_to else {
                     return Ok(Settle::Forwarded);
                 };
-                let reply =
+                let mut reply =
                     envelope::reply_to_request(&request, &routed.served_by, routed.reply.payload);
+                if let Some(keyring) = sealed {
+                    keyring.seal(&mut reply)?;
+                }
                 let format = envelope::format_of(&delivery.properties)?;
                 let (body, properties) =
                     envelope::encode(&self.codec, format, &reply, &Routing::default())?;

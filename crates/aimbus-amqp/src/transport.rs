@@ -1,7 +1,7 @@
 use std::sync::{Arc, RwLock};
 
 use aimbus_actors::{DeliveryFailure, DeliveryFuture, Reply, Transport};
-use aimbus_core::{Codec, Format, IntegrationMessage, SystemInfo, interface};
+use aimbus_core::{Codec, Format, IntegrationMessage, Keyring, SystemInfo, interface};
 
 use crate::Error;
 use crate::envelope::{self, Routing};
@@ -18,6 +18,8 @@ pub struct AmqpTransport {
     names: Names,
     codec: Codec,
     priorities: bool,
+    /// Seals payloads to systems and opens their sealed replies, when encryption is on.
+    keyring: Option<Arc<Keyring>>,
 }
 
 /// What a connection gives the transport; replaced at every reconnect.
@@ -29,12 +31,18 @@ struct Live {
 
 impl AmqpTransport {
     /// A transport with no connection yet.
-    pub fn new(names: Names, codec: Codec, priorities: bool) -> AmqpTransport {
+    pub fn new(
+        names: Names,
+        codec: Codec,
+        priorities: bool,
+        keyring: Option<Arc<Keyring>>,
+    ) -> AmqpTransport {
         AmqpTransport {
             live: RwLock::new(None),
             names,
             codec,
             priorities,
+            keyring,
         }
     }
 
@@ -70,13 +78,14 @@ impl Transport for AmqpTransport {
             headers: Vec::new(),
         };
         let sent = self.send(publisher, system, &message, &routing);
+        let keyring = self.keyring.clone();
         Box::pin(async move {
             sent.await?;
             let reply = pending
                 .wait()
                 .await
                 .ok_or_else(|| DeliveryFailure::Unreachable("the reply queue closed".into()))?;
-            let error = || {
+            let error = |reply: &crate::ReplyMessage| {
                 reply
                     .message
                     .payload
@@ -85,9 +94,15 @@ impl Transport for AmqpTransport {
                     .unwrap_or("no reason given")
                     .to_owned()
             };
+            let mut reply = reply;
+            if let Some(keyring) = &keyring {
+                keyring
+                    .open(&mut reply.message)
+                    .map_err(|e| DeliveryFailure::Rejected(format!("unauthorised reply: {e}")))?;
+            }
             match reply.outcome.as_str() {
-                "rejected" => Err(DeliveryFailure::Rejected(error())),
-                "failed" => Err(DeliveryFailure::Failed(error())),
+                "rejected" => Err(DeliveryFailure::Rejected(error(&reply))),
+                "failed" => Err(DeliveryFailure::Failed(error(&reply))),
                 _ => Ok(Reply::new(reply.message.payload)),
             }
         })
@@ -120,6 +135,23 @@ impl Transport for AmqpTransport {
 }
 
 impl AmqpTransport {
+    /// The message as it travels: sealed on a copy when encryption is on (the router
+    /// keeps the plain message for retries).
+    fn encode(
+        &self,
+        message: &IntegrationMessage,
+        routing: &Routing<'_>,
+    ) -> Result<(Vec<u8>, lapin::BasicProperties), Error> {
+        match &self.keyring {
+            Some(keyring) => {
+                let mut sealed = message.clone();
+                keyring.seal(&mut sealed)?;
+                envelope::encode(&self.codec, Format::MessagePack, &sealed, routing)
+            }
+            None => envelope::encode(&self.codec, Format::MessagePack, message, routing),
+        }
+    }
+
     fn live(&self) -> Option<Live> {
         self.live.read().expect("transport lock").clone()
     }
@@ -133,7 +165,7 @@ impl AmqpTransport {
         message: &IntegrationMessage,
         routing: &Routing<'_>,
     ) -> impl Future<Output = Result<(), DeliveryFailure>> + Send + 'static {
-        let encoded = envelope::encode(&self.codec, Format::MessagePack, message, routing);
+        let encoded = self.encode(message, routing);
         let exchange = self.names.deliver();
         let routing_key = Names::system_routing_key(system);
         async move {

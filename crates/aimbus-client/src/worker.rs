@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use aimbus_amqp::envelope::{self, OUTCOME_HEADER, Routing};
 use aimbus_amqp::{DedupWindow, Names, Publisher, topology};
-use aimbus_core::{AmqpConfig, Codec, IntegrationMessage, SystemInfo};
+use aimbus_core::{AmqpConfig, Codec, IntegrationMessage, Keyring, SystemInfo};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
@@ -31,6 +31,9 @@ pub struct WorkerOptions {
     pub amqp: AmqpConfig,
     /// Messages handled at once.
     pub prefetch: u16,
+    /// The bus's keyring, when it seals payloads (`security.enable_encryption`): sealed
+    /// payloads are opened before the handler sees them, and their replies sealed.
+    pub keyring: Option<Arc<Keyring>>,
 }
 
 impl Default for WorkerOptions {
@@ -38,6 +41,7 @@ impl Default for WorkerOptions {
         WorkerOptions {
             amqp: AmqpConfig::default(),
             prefetch: 32,
+            keyring: None,
         }
     }
 }
@@ -119,6 +123,7 @@ impl SystemWorker {
             codec: self.codec,
             system_id: self.system.system_id.clone(),
             answered: Mutex::new(DedupWindow::new(self.options.amqp.dedup_window)),
+            keyring: self.options.keyring.clone(),
             stats: Arc::clone(&self.stats),
         });
         let mut wait = Duration::from_millis(200);
@@ -230,6 +235,7 @@ struct Shared<F> {
     codec: Codec,
     system_id: String,
     answered: Mutex<DedupWindow<Answer>>,
+    keyring: Option<Arc<Keyring>>,
     stats: Arc<WorkerStats>,
 }
 
@@ -305,6 +311,40 @@ where
     }
 
     async fn answer(&self, message: &IntegrationMessage) -> Answer {
+        let sealed = Keyring::is_sealed(&message.payload);
+        let opened = match (&self.keyring, sealed) {
+            (Some(keyring), true) => {
+                let mut opened = message.clone();
+                match keyring.open(&mut opened) {
+                    Ok(()) => Some(opened),
+                    // Refused like a handler's rejection: another attempt would fail too.
+                    Err(error) => return self.refuse(message, format!("unauthorised: {error}")),
+                }
+            }
+            (None, true) => {
+                let reason = "unauthorised: a sealed payload, and this worker has no keyring";
+                return self.refuse(message, reason.to_owned());
+            }
+            _ => None,
+        };
+        let message = opened.as_ref().unwrap_or(message);
+        let mut answer = self.answer_plain(message).await;
+        if let (Some(keyring), true) = (&self.keyring, sealed) {
+            if let Err(error) = keyring.seal(&mut answer.reply) {
+                return self.refuse(message, format!("cannot seal the reply: {error}"));
+            }
+        }
+        answer
+    }
+
+    fn refuse(&self, message: &IntegrationMessage, reason: String) -> Answer {
+        Answer {
+            reply: envelope::reply_to_request(message, &self.system_id, error_payload(reason)),
+            outcome: "rejected",
+        }
+    }
+
+    async fn answer_plain(&self, message: &IntegrationMessage) -> Answer {
         let result = if message.message_type == "health_check" {
             let mut payload = Map::new();
             payload.insert("status".into(), json!("healthy"));

@@ -42,6 +42,11 @@ pub enum Error {
     },
     #[error("{path}: {reason}")]
     ConfigFile { path: String, reason: String },
+    /// A sealed payload that does not open: tampered, or under a key we do not hold.
+    #[error("sealed payload refused: {0}")]
+    Unsealable(String),
+    #[error("keyring {path}: {reason}")]
+    Keyring { path: String, reason: String },
 }
 
 /// The broad class of an [`Error`], for callers that map errors onto protocol answers
@@ -61,6 +66,8 @@ pub enum ErrorKind {
     Config,
     /// Our own value could not be serialized: a bug, not bad input.
     Internal,
+    /// A sealed payload failed authentication.
+    Unauthorised,
 }
 
 impl Error {
@@ -75,7 +82,10 @@ impl Error {
             | Error::DependencyCycle { .. } => ErrorKind::Invalid,
             Error::DuplicateSystem { .. } => ErrorKind::Conflict,
             Error::UnknownSystem(_) => ErrorKind::NotFound,
-            Error::Config { .. } | Error::ConfigFile { .. } => ErrorKind::Config,
+            Error::Config { .. } | Error::ConfigFile { .. } | Error::Keyring { .. } => {
+                ErrorKind::Config
+            }
+            Error::Unsealable(_) => ErrorKind::Unauthorised,
             Error::Encode { .. } => ErrorKind::Internal,
         }
     }

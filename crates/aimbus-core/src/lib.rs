@@ -3,6 +3,7 @@
 
 mod codec;
 mod config;
+mod crypto;
 mod error;
 mod model;
 mod registry;
@@ -16,6 +17,7 @@ pub use config::{
     PerformanceConfig, QueueType, RateLimitingConfig, RegistryConfig, SecurityConfig,
     SlidingWindowType, SupervisionConfig, SystemsFile,
 };
+pub use crypto::{Keyring, SEALED_FIELD, new_keyring_text};
 pub use error::{Error, ErrorKind};
 pub use model::{
     DEFAULT_MAX_RETRIES, HealthCheckResult, IntegrationMessage, IntegrationStatus,

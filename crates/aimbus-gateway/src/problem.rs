@@ -185,6 +185,12 @@ impl From<aimbus_core::Error> for Problem {
                 detail,
             ),
             (_, ErrorKind::NotFound) => Problem::unknown_system(detail),
+            (_, ErrorKind::Unauthorised) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "tampered",
+                "The sealed payload does not open",
+                detail,
+            ),
             _ => internal(detail),
         }
     }

@@ -3,7 +3,7 @@ use std::sync::{Arc, Mutex};
 use aimbus_actors::router::RateLimiter;
 use aimbus_actors::{RegistryHandle, RouterHandle};
 use aimbus_amqp::Bridge;
-use aimbus_core::{Codec, Config};
+use aimbus_core::{Codec, Config, Keyring};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::{Authenticator, Caller};
@@ -23,6 +23,8 @@ pub struct Gateway {
     pub(crate) metrics: Option<PrometheusHandle>,
     /// Compress responses for clients that accept it (`performance.enable_compression`).
     pub(crate) compress: bool,
+    /// Opens sealed payloads (refusing tampered ones) and seals their replies.
+    pub(crate) keyring: Option<Arc<Keyring>>,
 }
 
 impl Gateway {
@@ -48,12 +50,19 @@ impl Gateway {
             max_body_bytes: config.decode_limits().max_bytes,
             metrics: None,
             compress: config.performance().enable_compression,
+            keyring: None,
         }
     }
 
     /// Serves `Prefer: respond-async` by enqueueing on this bridge's ingress.
     pub fn with_bridge(mut self, bridge: Arc<Bridge>) -> Gateway {
         self.bridge = Some(bridge);
+        self
+    }
+
+    /// Opens sealed payloads with this keyring (`security.enable_encryption`).
+    pub fn with_keyring(mut self, keyring: Arc<Keyring>) -> Gateway {
+        self.keyring = Some(keyring);
         self
     }
 

@@ -4,6 +4,7 @@
 
 mod cli;
 mod dlq;
+mod keyring;
 mod serve;
 mod signals;
 mod simulate;
@@ -66,10 +67,15 @@ fn main() -> ExitCode {
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
+        // A configuration problem found only when used (an unreadable keyring) exits as
+        // any bad configuration does.
+        Err(error) => match error.downcast_ref::<aimbus_core::Error>() {
+            Some(config_error) if config_error.is_config_error() => config_failure(config_error),
+            _ => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -27,8 +27,9 @@ pub fn run(
             None
         };
         let codec = Codec::new(config.decode_limits());
+        let keyring = crate::keyring::load(config)?;
         let bridge = if config.amqp().enabled {
-            let bridge = Bridge::new(config.amqp(), codec);
+            let bridge = Bridge::new(config.amqp(), codec, keyring.clone());
             bridge.declare_systems(systems.systems()).await?;
             Some(bridge)
         } else {
@@ -60,6 +61,9 @@ pub fn run(
             let mut gateway = Gateway::new(config, router.clone(), registry.clone(), authenticator);
             if let Some(bridge) = &bridge {
                 gateway = gateway.with_bridge(Arc::clone(bridge));
+            }
+            if let Some(keyring) = &keyring {
+                gateway = gateway.with_keyring(Arc::clone(keyring));
             }
             if let Some(metrics) = metrics.clone() {
                 gateway = gateway.with_metrics(metrics);

@@ -37,6 +37,7 @@ pub fn run(config: &Config, systems: &SystemsFile, args: &SimulateArgs) -> anyho
     };
     let options = WorkerOptions {
         amqp: config.amqp().clone(),
+        keyring: crate::keyring::load(config)?,
         ..WorkerOptions::default()
     };
     let codec = Codec::new(config.decode_limits());

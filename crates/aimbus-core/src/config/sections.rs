@@ -127,6 +127,9 @@ pub struct SecurityConfig {
     pub enable_encryption: bool,
     pub encryption_algorithm: EncryptionAlgorithm,
     pub key_rotation_days: u32,
+    /// The AES-256-GCM keyring (ids, keys, creation times, the primary), created with
+    /// one random key when missing.
+    pub encryption_keyring_file: String,
     pub enable_authentication: bool,
     pub authentication_method: AuthenticationMethod,
     pub token_expiration_hours: u32,
@@ -164,6 +167,7 @@ impl Default for SecurityConfig {
             enable_encryption: true,
             encryption_algorithm: EncryptionAlgorithm::Aes256Gcm,
             key_rotation_days: 30,
+            encryption_keyring_file: "keyring.toml".to_owned(),
             enable_authentication: true,
             authentication_method: AuthenticationMethod::Jwt,
             token_expiration_hours: 24,

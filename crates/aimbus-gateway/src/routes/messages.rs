@@ -4,7 +4,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use aimbus_amqp::envelope;
-use aimbus_core::IntegrationMessage;
+use aimbus_core::{IntegrationMessage, Keyring};
 use serde_json::json;
 
 use super::{body_format, read_body, respond};
@@ -32,10 +32,19 @@ pub(crate) async fn post(
     caller.require(Role::Publisher)?;
     let format = body_format(&request)?;
     let body = read_body(&request, payload, gateway.max_body_bytes).await?;
-    let message: IntegrationMessage = gateway.codec.decode(format, &body)?;
+    let mut message: IntegrationMessage = gateway.codec.decode(format, &body)?;
     check_headers(&request, &message)?;
     message.validate()?;
     check_speaks_for(&gateway, &caller, &message).await?;
+    // A sealed payload is opened here, so a tampered one is refused before it goes
+    // anywhere, and the reply is sealed for its sender.
+    let sealing = match &gateway.keyring {
+        Some(keyring) if Keyring::is_sealed(&message.payload) => {
+            keyring.open(&mut message)?;
+            Some(keyring)
+        }
+        _ => None,
+    };
     if prefers_async(&request) {
         let bridge = gateway.bridge.as_ref().ok_or_else(|| {
             Problem::unavailable(
@@ -43,6 +52,10 @@ pub(crate) async fn post(
                 "asynchronous delivery needs the RabbitMQ bridge, which this bus runs without",
             )
         })?;
+        if let Some(keyring) = sealing {
+            // It crosses the broker as it came: sealed.
+            keyring.seal(&mut message)?;
+        }
         bridge.enqueue(&message, format).await.map_err(|e| {
             Problem::unavailable("broker-unavailable", format!("not enqueued: {e}"))
                 .retry_after(std::time::Duration::from_secs(1))
@@ -54,8 +67,11 @@ pub(crate) async fn post(
     }
     let request_envelope = message.without_payload();
     let routed = gateway.router.route(message).await?;
-    let reply =
+    let mut reply =
         envelope::reply_to_request(&request_envelope, &routed.served_by, routed.reply.payload);
+    if let Some(keyring) = sealing {
+        keyring.seal(&mut reply)?;
+    }
     let mut ok = HttpResponse::Ok();
     ok.insert_header(("X-Served-By", routed.served_by.as_str()));
     respond(&gateway.codec, &request, ok, &reply)

@@ -10,7 +10,7 @@ use std::time::Duration;
 use aimbus_actors::{
     DeliveryFailure, InProcessTransport, RegistryHandle, Reply, RouterHandle, TransportSet,
 };
-use aimbus_core::{Config, IntegrationMessage, SystemInfo};
+use aimbus_core::{Config, IntegrationMessage, Keyring, SystemInfo};
 use aimbus_gateway::{Authenticator, Gateway, Role, TokenRequest};
 use serde_json::{Value, json};
 
@@ -45,6 +45,19 @@ pub async fn start(extra: &str) -> TestGateway {
 }
 
 pub async fn start_with_keys(extra: &str, base_dir: &std::path::Path) -> TestGateway {
+    start_with(extra, base_dir, None).await
+}
+
+/// A gateway as `start` makes it, opening sealed payloads with `keyring`.
+pub async fn start_sealed(keyring: Arc<Keyring>) -> TestGateway {
+    start_with("", std::path::Path::new("."), Some(keyring)).await
+}
+
+pub async fn start_with(
+    extra: &str,
+    base_dir: &std::path::Path,
+    keyring: Option<Arc<Keyring>>,
+) -> TestGateway {
     let toml = format!(
         "[monitoring]\nhealth_check_interval_seconds = 3600\n[amqp]\nenabled = false\n{extra}"
     );
@@ -75,7 +88,10 @@ pub async fn start_with_keys(extra: &str, base_dir: &std::path::Path) -> TestGat
         base_dir,
     )
     .unwrap();
-    let gateway = Gateway::new(&config, router, registry.clone(), auth).with_metrics(metrics);
+    let mut gateway = Gateway::new(&config, router, registry.clone(), auth).with_metrics(metrics);
+    if let Some(keyring) = keyring {
+        gateway = gateway.with_keyring(keyring);
+    }
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = aimbus_gateway::run(listener, Arc::new(gateway)).unwrap();

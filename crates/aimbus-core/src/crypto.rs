@@ -1,0 +1,438 @@
+//! Payload encryption: AES-256-GCM under a keyring of named keys, one of them primary.
+//! A sealed payload is a map with one entry, [`SEALED_FIELD`], holding the key id, a
+//! random 96-bit nonce and the ciphertext; the message's id, source and target are bound
+//! as associated data, so a sealed payload moved to another message does not open.
+//! Older keys stay in the keyring to open what they sealed; only the primary seals.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Key, Nonce};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::{Error, IntegrationMessage};
+
+/// The one field of a sealed payload.
+pub const SEALED_FIELD: &str = "$aimbus_sealed";
+const ALGORITHM: &str = "AES-256-GCM";
+const NONCE_BYTES: usize = 12;
+
+/// What a sealed payload holds.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sealed {
+    alg: String,
+    kid: String,
+    nonce: String,
+    ciphertext: String,
+}
+
+/// The keyring file: `[[keys]]` entries with `id`, `key` (64 hex digits), `created`
+/// (RFC 3339) and, on exactly one, `primary = true`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyringFile {
+    keys: Vec<KeyFileEntry>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyFileEntry {
+    id: String,
+    key: String,
+    created: DateTime<Utc>,
+    #[serde(default)]
+    primary: bool,
+}
+
+struct KeyEntry {
+    cipher: Aes256Gcm,
+    created: DateTime<Utc>,
+}
+
+pub struct Keyring {
+    keys: BTreeMap<String, KeyEntry>,
+    primary: String,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the keys themselves.
+        f.debug_struct("Keyring")
+            .field("ids", &self.keys.keys().collect::<Vec<_>>())
+            .field("primary", &self.primary)
+            .finish()
+    }
+}
+
+impl Keyring {
+    /// Reads a keyring file; `origin` names it in errors.
+    pub fn from_toml_str(origin: &str, text: &str) -> Result<Keyring, Error> {
+        let error = |reason: String| Error::Keyring {
+            path: origin.to_owned(),
+            reason,
+        };
+        let file: KeyringFile = toml::from_str(text).map_err(|e| error(e.to_string()))?;
+        let mut keys = BTreeMap::new();
+        let mut primary = None;
+        for entry in file.keys {
+            let bytes = decode_hex(&entry.key).ok_or_else(|| {
+                error(format!(
+                    "key `{}` must be 64 hex digits (32 bytes), for example from `openssl rand -hex 32`",
+                    entry.id
+                ))
+            })?;
+            if entry.primary && primary.replace(entry.id.clone()).is_some() {
+                return Err(error(
+                    "more than one key is primary; mark exactly one".into(),
+                ));
+            }
+            let cipher = Aes256Gcm::new(&Key::<Aes256Gcm>::from(bytes));
+            let created = entry.created;
+            if keys
+                .insert(entry.id.clone(), KeyEntry { cipher, created })
+                .is_some()
+            {
+                return Err(error(format!("key id `{}` appears twice", entry.id)));
+            }
+        }
+        let primary =
+            primary.ok_or_else(|| error("no key is primary; mark one `primary = true`".into()))?;
+        Ok(Keyring { keys, primary })
+    }
+
+    /// Reads the keyring at `path`, creating it (mode 0600) with one random primary key
+    /// when it is missing.
+    pub fn load_or_create(path: &Path) -> Result<Keyring, Error> {
+        let origin = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Keyring::from_toml_str(&origin, &text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let text = new_keyring_text("k1");
+                match write_private(path, &text) {
+                    Ok(()) => Keyring::from_toml_str(&origin, &text),
+                    // Another process (serve and simulate start together) made it first.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        let text = std::fs::read_to_string(path).map_err(|e| Error::Keyring {
+                            path: origin.clone(),
+                            reason: e.to_string(),
+                        })?;
+                        Keyring::from_toml_str(&origin, &text)
+                    }
+                    Err(e) => Err(Error::Keyring {
+                        path: origin,
+                        reason: format!("cannot create it: {e}"),
+                    }),
+                }
+            }
+            Err(e) => Err(Error::Keyring {
+                path: origin,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    pub fn primary_id(&self) -> &str {
+        &self.primary
+    }
+
+    /// How old the primary key is at `now`.
+    pub fn primary_age(&self, now: DateTime<Utc>) -> chrono::Duration {
+        now - self.keys[&self.primary].created
+    }
+
+    /// Whether `payload` is sealed.
+    pub fn is_sealed(payload: &Map<String, Value>) -> bool {
+        payload.len() == 1 && payload.contains_key(SEALED_FIELD)
+    }
+
+    /// Replaces the message's payload by its sealed form under the primary key. A
+    /// payload already sealed is left as it is.
+    pub fn seal(&self, message: &mut IntegrationMessage) -> Result<(), Error> {
+        if Keyring::is_sealed(&message.payload) {
+            return Ok(());
+        }
+        let plaintext = serde_json::to_vec(&message.payload).map_err(|e| Error::Encode {
+            format: "json",
+            reason: e.to_string(),
+        })?;
+        let nonce: [u8; NONCE_BYTES] = rand::random();
+        let key = &self.keys[&self.primary];
+        let aad = associated_data(message);
+        let ciphertext = key
+            .cipher
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: &plaintext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| Error::Encode {
+                format: "aes-gcm",
+                reason: "encryption failed".into(),
+            })?;
+        let sealed = Sealed {
+            alg: ALGORITHM.to_owned(),
+            kid: self.primary.clone(),
+            nonce: URL_SAFE_NO_PAD.encode(nonce),
+            ciphertext: URL_SAFE_NO_PAD.encode(ciphertext),
+        };
+        let sealed = serde_json::to_value(sealed).expect("plain strings serialize");
+        message.payload = Map::from_iter([(SEALED_FIELD.to_owned(), sealed)]);
+        Ok(())
+    }
+
+    /// Replaces a sealed payload by what it holds; a payload not sealed is left as it is.
+    /// A payload that was tampered with, moved to another message, or sealed under a key
+    /// this keyring lacks is refused.
+    pub fn open(&self, message: &mut IntegrationMessage) -> Result<(), Error> {
+        if !Keyring::is_sealed(&message.payload) {
+            return Ok(());
+        }
+        let refused = |reason: &str| Error::Unsealable(reason.to_owned());
+        let sealed: Sealed = serde_json::from_value(message.payload[SEALED_FIELD].clone())
+            .map_err(|e| refused(&format!("not a sealed payload: {e}")))?;
+        if sealed.alg != ALGORITHM {
+            return Err(refused(&format!(
+                "algorithm `{}` is not {ALGORITHM}",
+                sealed.alg
+            )));
+        }
+        let key = self
+            .keys
+            .get(&sealed.kid)
+            .ok_or_else(|| refused(&format!("unknown key id `{}`", sealed.kid)))?;
+        let nonce: [u8; NONCE_BYTES] = URL_SAFE_NO_PAD
+            .decode(&sealed.nonce)
+            .ok()
+            .and_then(|n| n.try_into().ok())
+            .ok_or_else(|| refused("the nonce is not 96 bits of base64url"))?;
+        let ciphertext = URL_SAFE_NO_PAD
+            .decode(&sealed.ciphertext)
+            .map_err(|_| refused("the ciphertext is not base64url"))?;
+        let aad = associated_data(message);
+        let plaintext = key
+            .cipher
+            .decrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: &ciphertext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| refused("authentication failed (tampered, or not for this message)"))?;
+        message.payload = serde_json::from_slice(&plaintext)
+            .map_err(|e| refused(&format!("the plaintext is not a JSON object: {e}")))?;
+        Ok(())
+    }
+}
+
+/// The message's identity bound to its payload: id, source and target, unambiguously
+/// separated (none of them may hold a control character).
+fn associated_data(message: &IntegrationMessage) -> Vec<u8> {
+    [
+        message.message_id.as_str(),
+        &message.source_system,
+        &message.target_system,
+    ]
+    .join("\u{1f}")
+    .into_bytes()
+}
+
+/// A keyring file text with one fresh random primary key named `id`.
+pub fn new_keyring_text(id: &str) -> String {
+    let key: [u8; 32] = rand::random();
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let file = KeyringFile {
+        keys: vec![KeyFileEntry {
+            id: id.to_owned(),
+            key: hex,
+            created: Utc::now(),
+            primary: true,
+        }],
+    };
+    format!(
+        "# AES-256-GCM payload keys. Add a new key with `primary = true` (and drop that flag\n\
+         # from the old one) to rotate; keep old keys while messages sealed under them may\n\
+         # still arrive.\n{}",
+        toml::to_string(&file).expect("plain values serialize")
+    )
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())
+}
+
+fn decode_hex(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    if text.len() != 64 {
+        return None;
+    }
+    let mut bytes = [0u8; 32];
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn keyring(entries: &[(&str, bool)]) -> (Keyring, String) {
+        let mut text = String::new();
+        for (i, (id, primary)) in entries.iter().enumerate() {
+            text.push_str(&format!(
+                "[[keys]]\nid = \"{id}\"\nkey = \"{}\"\ncreated = \"2026-0{}-01T00:00:00Z\"\nprimary = {primary}\n",
+                format!("{:02x}", i + 1).repeat(32),
+                i + 1,
+            ));
+        }
+        (Keyring::from_toml_str("test", &text).unwrap(), text)
+    }
+
+    fn message() -> IntegrationMessage {
+        let payload = json!({"secret": "the answer", "n": 42})
+            .as_object()
+            .unwrap()
+            .clone();
+        IntegrationMessage::new("cmc_001", "hhni_001", "data_request", payload)
+    }
+
+    fn sealed_field<'a>(message: &'a mut IntegrationMessage, field: &str) -> &'a mut Value {
+        &mut message.payload.get_mut(SEALED_FIELD).unwrap()[field]
+    }
+
+    #[test]
+    fn a_sealed_payload_is_opaque_and_opens_to_the_original() {
+        let (keys, _) = keyring(&[("k1", true)]);
+        let original = message();
+        let mut sealed = original.clone();
+        keys.seal(&mut sealed).unwrap();
+        assert!(Keyring::is_sealed(&sealed.payload));
+        let text = serde_json::to_string(&sealed.payload).unwrap();
+        assert!(!text.contains("the answer"), "{text}");
+        let mut again = original.clone();
+        keys.seal(&mut again).unwrap();
+        assert_ne!(sealed.payload, again.payload, "a fresh nonce every time");
+        keys.open(&mut sealed).unwrap();
+        assert_eq!(sealed.payload, original.payload);
+        let mut plain = original.clone();
+        keys.open(&mut plain).unwrap();
+        assert_eq!(
+            plain.payload, original.payload,
+            "a plain payload is left alone"
+        );
+    }
+
+    #[test]
+    fn tampering_with_any_part_is_refused() {
+        let (keys, _) = keyring(&[("k1", true), ("k0", false)]);
+        let mut sealed = message();
+        keys.seal(&mut sealed).unwrap();
+        let flip = |text: &str| {
+            let mut bytes = URL_SAFE_NO_PAD.decode(text).unwrap();
+            bytes[0] ^= 1;
+            URL_SAFE_NO_PAD.encode(bytes)
+        };
+        let mut cases: Vec<(&str, IntegrationMessage)> = Vec::new();
+        let mut m = sealed.clone();
+        let c = flip(sealed_field(&mut m, "ciphertext").as_str().unwrap());
+        *sealed_field(&mut m, "ciphertext") = json!(c);
+        cases.push(("ciphertext", m));
+        let mut m = sealed.clone();
+        let n = flip(sealed_field(&mut m, "nonce").as_str().unwrap());
+        *sealed_field(&mut m, "nonce") = json!(n);
+        cases.push(("nonce", m));
+        let mut m = sealed.clone();
+        *sealed_field(&mut m, "kid") = json!("k0");
+        cases.push(("key id swapped for another key", m));
+        let mut m = sealed.clone();
+        *sealed_field(&mut m, "kid") = json!("k9");
+        cases.push(("unknown key id", m));
+        let mut m = sealed.clone();
+        *sealed_field(&mut m, "alg") = json!("none");
+        cases.push(("algorithm", m));
+        let mut m = sealed.clone();
+        m.message_id = "another-id".into();
+        cases.push(("message id (associated data)", m));
+        let mut m = sealed.clone();
+        m.source_system = "vif_001".into();
+        cases.push(("source (associated data)", m));
+        let mut m = sealed.clone();
+        m.target_system = "seg_001".into();
+        cases.push(("target (associated data)", m));
+        let mut m = sealed.clone();
+        *sealed_field(&mut m, "nonce") = json!("short");
+        cases.push(("nonce length", m));
+        for (part, mut m) in cases {
+            let error = keys.open(&mut m).unwrap_err();
+            assert_eq!(
+                error.kind(),
+                crate::ErrorKind::Unauthorised,
+                "{part}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn after_rotation_old_messages_still_open_and_new_ones_use_the_new_key() {
+        let (old, _) = keyring(&[("k1", true)]);
+        let mut early = message();
+        old.seal(&mut early).unwrap();
+        let (rotated, _) = keyring(&[("k1", false), ("k2", true)]);
+        let mut late = message();
+        rotated.seal(&mut late).unwrap();
+        assert_eq!(sealed_field(&mut late, "kid"), "k2");
+        rotated.open(&mut early).unwrap();
+        assert_eq!(early.payload["n"], 42);
+        // The old keyring cannot open what the new key sealed.
+        assert!(old.open(&mut late).is_err());
+    }
+
+    #[test]
+    fn keyring_files_are_checked_and_created_private() {
+        for (text, says) in [
+            (
+                "[[keys]]\nid = \"a\"\nkey = \"abc\"\ncreated = \"2026-01-01T00:00:00Z\"\nprimary = true\n",
+                "64 hex digits",
+            ),
+            (
+                "[[keys]]\nid = \"a\"\nkey = \"00000000000000000000000000000000000000000000000000000000000000aa\"\ncreated = \"2026-01-01T00:00:00Z\"\n",
+                "no key is primary",
+            ),
+        ] {
+            let error = Keyring::from_toml_str("k.toml", text).unwrap_err();
+            assert!(error.to_string().contains(says), "{error}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keyring.toml");
+        let made = Keyring::load_or_create(&path).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let read = Keyring::load_or_create(&path).unwrap();
+        let mut m = message();
+        made.seal(&mut m).unwrap();
+        read.open(&mut m).unwrap();
+        assert_eq!(m.payload["n"], 42);
+        assert!(made.primary_age(Utc::now()) < chrono::Duration::minutes(1));
+    }
+}
