@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use aimbus_actors::{InProcessTransport, RegistryHandle, RouterHandle, TransportSet};
 use aimbus_amqp::envelope::{self, Routing};
-use aimbus_amqp::{Bridge, INGRESS_ROUTING_KEY, Names, Publisher};
+use aimbus_amqp::{Bridge, BridgeSecurity, INGRESS_ROUTING_KEY, Names, Publisher};
 use aimbus_client::{SystemWorker, WorkerOptions};
 use aimbus_core::{Codec, Config, Format, IntegrationMessage, SystemInfo};
 use chrono::Utc;
@@ -131,7 +131,7 @@ fn start_bus(namespace: &str) -> (actix::System, std::thread::JoinHandle<()>) {
         let system = actix::System::new();
         system.block_on(async move {
             let codec = Codec::new(config.decode_limits());
-            let bridge = Bridge::new(config.amqp(), codec, None);
+            let bridge = Bridge::new(config.amqp(), codec, BridgeSecurity::default());
             let system = bench_system(bridge.names());
             bridge.declare_systems([&system]).await.unwrap();
             let transports = TransportSet::new(Arc::new(InProcessTransport::new()))

@@ -7,9 +7,13 @@ use std::time::Duration;
 
 use aimbus_actors::{InProcessTransport, RegistryHandle, RouterHandle, TransportSet};
 use aimbus_amqp::envelope::{self, ERROR_HEADER};
-use aimbus_amqp::{Bridge, DeadLetters, INGRESS_ROUTING_KEY, Names, Publisher, Selection};
+use aimbus_amqp::{
+    Bridge, BridgeSecurity, DeadLetters, INGRESS_ROUTING_KEY, Names, Publisher, Selection,
+};
 use aimbus_client::{BusClient, HandlerError, SystemWorker, WorkerOptions, WorkerStats};
-use aimbus_core::{Codec, Config, Format, IntegrationMessage, Keyring, SEALED_FIELD, SystemInfo};
+use aimbus_core::{
+    Codec, Config, Format, IntegrationMessage, Keyring, SEALED_FIELD, SigningKeys, SystemInfo,
+};
 use lapin::options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::json;
@@ -42,11 +46,26 @@ async fn amqp_bus_with(amqp_settings: &str) -> AmqpBus {
 
 /// A bus whose bridge, and the systems the test serves, seal payloads with `keyring`.
 async fn amqp_bus_keyed(amqp_settings: &str, keyring: Option<Arc<Keyring>>) -> AmqpBus {
+    amqp_bus_secured(amqp_settings, keyring, None, false).await
+}
+
+/// A bus whose ingress checks signatures with `signing_keys`.
+async fn amqp_bus_secured(
+    amqp_settings: &str,
+    keyring: Option<Arc<Keyring>>,
+    signing_keys: Option<Arc<SigningKeys>>,
+    require_signed: bool,
+) -> AmqpBus {
     let namespace = format!("aimbus-test-{}", uuid::Uuid::new_v4().simple());
     let toml = format!("[amqp]\nurl = \"{URL}\"\nnamespace = \"{namespace}\"\n{amqp_settings}");
     let config = Arc::new(Config::from_toml_str("test", &toml, Vec::new(), ".".into()).unwrap());
     let codec = Codec::new(config.decode_limits());
-    let bridge = Bridge::new(config.amqp(), codec, keyring.clone());
+    let security = BridgeSecurity {
+        keyring: keyring.clone(),
+        signing_keys,
+        require_signed,
+    };
+    let bridge = Bridge::new(config.amqp(), codec, security);
     let names = bridge.names().clone();
     let system: SystemInfo = serde_json::from_value(json!({
         "system_id": "hhni_101", "system_type": "hhni", "name": "HHNI", "version": "1.0.0",
@@ -832,6 +851,124 @@ async fn sealed_payloads_cross_the_broker_opaque_and_tampered_ones_are_dead_lett
         seen.lock().unwrap().len(),
         1,
         "the tampered message reached nobody"
+    );
+    bus.remove().await;
+}
+
+/// With signatures required, only messages signed with their source's key are routed;
+/// unsigned and mis-signed ones are dead-lettered as unauthorised.
+#[actix_rt::test]
+async fn unsigned_and_mis_signed_ingress_messages_are_dead_lettered_when_signing_is_required() {
+    let keys = Arc::new(
+        SigningKeys::from_toml_str(
+            "test",
+            &format!("[keys]\ncmc_001 = \"{}\"\n", "5a".repeat(32)),
+        )
+        .unwrap(),
+    );
+    let bus = amqp_bus_secured("", None, Some(Arc::clone(&keys)), true).await;
+    let calls = Arc::new(AtomicU32::new(0));
+    bus.serve(counted(&calls, echo)).await;
+    let connection = Connection::connect(URL, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let replies = format!("{}.replies", bus.names.ingress());
+    channel
+        .queue_declare(
+            replies.as_str().into(),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let publisher = Publisher::open(&connection).await.unwrap();
+    let publish = |signature: Option<String>, spoil_body: bool| {
+        let payload = json!({"q": "signed?"}).as_object().unwrap().clone();
+        let mut message = IntegrationMessage::new("cmc_001", "hhni_101", "status_update", payload);
+        message.reply_to = Some(replies.clone());
+        let (mut body, properties) =
+            envelope::encode(&bus.codec, Format::Json, &message, &Default::default()).unwrap();
+        let signature = signature.or_else(|| keys.sign(&message, &body));
+        let mut headers = properties.headers().clone().unwrap_or_default();
+        if let Some(signature) = signature.filter(|s| !s.is_empty()) {
+            headers.insert(
+                envelope::SIGNATURE_HEADER.into(),
+                lapin::types::AMQPValue::LongString(signature.into()),
+            );
+        }
+        if spoil_body {
+            // Same message, re-encoded with a space: another body than the one signed.
+            body.insert(1, b' ');
+        }
+        let properties = properties.with_headers(headers);
+        let publisher = publisher.clone();
+        let ingress = bus.names.ingress();
+        async move {
+            publisher
+                .publish(&ingress, INGRESS_ROUTING_KEY, &body, properties)
+                .await
+                .unwrap();
+            message.message_id
+        }
+    };
+    let signed = publish(None, false).await;
+    let unsigned = publish(Some(String::new()), false).await;
+    let spoiled = publish(None, true).await;
+
+    let mut reply = None;
+    for _ in 0..200 {
+        reply = channel
+            .basic_get(replies.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap();
+        if reply.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reply = reply.expect("the signed message was answered");
+    assert_eq!(
+        reply
+            .delivery
+            .properties
+            .correlation_id()
+            .as_ref()
+            .unwrap()
+            .as_str(),
+        signed
+    );
+    let dead = DeadLetters::open(&connection, bus.names.clone())
+        .await
+        .unwrap();
+    let mut listed = Vec::new();
+    for _ in 0..200 {
+        listed = dead.list(10).await.unwrap();
+        if listed.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reason_of = |id: &str| {
+        listed
+            .iter()
+            .find(|d| d.message_id.as_deref() == Some(id))
+            .map(|d| d.reason.clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        reason_of(&unsigned)
+            .starts_with("unauthorised: signature refused: the message is not signed"),
+        "{listed:?}"
+    );
+    assert!(
+        reason_of(&spoiled).starts_with("unauthorised: signature refused: it does not match"),
+        "{listed:?}"
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "only the signed message was handled"
     );
     bus.remove().await;
 }

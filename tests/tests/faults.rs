@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use aimbus_actors::{InProcessTransport, RegistryHandle, RouterHandle, TransportSet};
 use aimbus_amqp::envelope::{self, Routing};
-use aimbus_amqp::{Bridge, INGRESS_ROUTING_KEY, Publisher};
+use aimbus_amqp::{Bridge, BridgeSecurity, INGRESS_ROUTING_KEY, Publisher};
 use aimbus_client::{BusClient, HandlerError, SystemWorker, WorkerOptions, WorkerStats};
 use aimbus_core::{Codec, Config, Format, IntegrationMessage, SystemInfo};
 use lapin::options::BasicGetOptions;
@@ -129,7 +129,7 @@ impl FaultBus {
         let config =
             Arc::new(Config::from_toml_str("faults", &toml, Vec::new(), ".".into()).unwrap());
         let codec = Codec::new(config.decode_limits());
-        let bridge = Bridge::new(config.amqp(), codec, None);
+        let bridge = Bridge::new(config.amqp(), codec, BridgeSecurity::default());
         let names = bridge.names().clone();
         let system: SystemInfo = serde_json::from_value(json!({
             "system_id": "fault_001", "system_type": "hhni", "name": "Fault", "version": "1",

@@ -3,7 +3,8 @@ use std::time::Duration;
 
 use aimbus_actors::{RegistryHandle, RouterHandle};
 use aimbus_core::{
-    AmqpConfig, Codec, Format, IntegrationMessage, Keyring, QueueType, SystemInfo, interface,
+    AmqpConfig, Codec, Format, IntegrationMessage, Keyring, QueueType, SigningKeys, SystemInfo,
+    interface,
 };
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use tokio::sync::{broadcast, watch};
@@ -14,6 +15,18 @@ use crate::publisher::Publisher;
 use crate::replies::ReplyInbox;
 use crate::transport::AmqpTransport;
 use crate::{Error, ingress, link, metrics, topology};
+
+/// What the bridge does to what crosses the broker.
+#[derive(Debug, Clone, Default)]
+pub struct BridgeSecurity {
+    /// Seals payloads on the hop to systems and opens sealed ones coming in
+    /// (`security.enable_encryption`).
+    pub keyring: Option<Arc<Keyring>>,
+    /// Checks the signatures of ingress messages.
+    pub signing_keys: Option<Arc<SigningKeys>>,
+    /// Dead-letters unsigned ingress messages.
+    pub require_signed: bool,
+}
 
 /// Longest wait between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -26,8 +39,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 pub struct Bridge {
     config: AmqpConfig,
     codec: Codec,
-    /// Opens sealed ingress payloads and seals what goes to systems, when encryption is on.
-    keyring: Option<Arc<Keyring>>,
+    security: BridgeSecurity,
     names: Names,
     transport: Arc<AmqpTransport>,
     connected: watch::Sender<bool>,
@@ -39,9 +51,8 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    /// A bridge that seals payloads on the hop to systems (and opens sealed ones coming
-    /// in) with `keyring`, or leaves them as they are without one.
-    pub fn new(config: &AmqpConfig, codec: Codec, keyring: Option<Arc<Keyring>>) -> Arc<Bridge> {
+    /// A bridge that applies `security` to what crosses the broker.
+    pub fn new(config: &AmqpConfig, codec: Codec, security: BridgeSecurity) -> Arc<Bridge> {
         let names = Names::new(&config.namespace);
         let priorities = config.queue_type == QueueType::Classic;
         Arc::new(Bridge {
@@ -51,9 +62,9 @@ impl Bridge {
                 names.clone(),
                 codec,
                 priorities,
-                keyring.clone(),
+                security.keyring.clone(),
             )),
-            keyring,
+            security,
             names,
             connected: watch::channel(false).0,
             systems: Mutex::default(),
@@ -221,7 +232,7 @@ impl Bridge {
             &connection,
             self.names.clone(),
             self.codec,
-            self.keyring.clone(),
+            self.security.clone(),
             &self.config,
             router.clone(),
         )

@@ -14,6 +14,8 @@ use crate::Error;
 pub const ERROR_HEADER: &str = "x-aimbus-error";
 /// On a system's reply: `ok`, `failed` (another attempt may succeed) or `rejected`.
 pub const OUTCOME_HEADER: &str = "x-aimbus-outcome";
+/// An ingress message's signature: `v1=<hex HMAC-SHA256>` (see `aimbus_core::SigningKeys`).
+pub const SIGNATURE_HEADER: &str = "x-aimbus-signature";
 /// Which attempt this delivery is, from 1.
 pub const ATTEMPT_HEADER: &str = "x-aimbus-attempt";
 /// On an ingress message: how many of its deliveries failed transiently so far. It

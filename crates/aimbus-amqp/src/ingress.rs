@@ -15,6 +15,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use tokio_stream::StreamExt;
 
 use crate::Error;
+use crate::bridge::BridgeSecurity;
 use crate::dedup::DedupWindow;
 use crate::envelope::{self, Routing};
 use crate::metrics;
@@ -26,7 +27,7 @@ pub async fn start(
     connection: &Connection,
     names: Names,
     codec: Codec,
-    keyring: Option<Arc<Keyring>>,
+    security: BridgeSecurity,
     config: &AmqpConfig,
     router: RouterHandle,
 ) -> Result<tokio::task::JoinHandle<()>, Error> {
@@ -56,7 +57,7 @@ pub async fn start(
                         publisher: publisher.clone(),
                         names: names.clone(),
                         codec,
-                        keyring: keyring.clone(),
+                        security: security.clone(),
                         router: router.clone(),
                         forwarded: Arc::clone(&forwarded),
                         delivery_limit,
@@ -76,7 +77,7 @@ struct Work {
     publisher: Publisher,
     names: Names,
     codec: Codec,
-    keyring: Option<Arc<Keyring>>,
+    security: BridgeSecurity,
     router: RouterHandle,
     /// Ids of messages already forwarded to their system: a redelivery or a republished
     /// copy of one is acknowledged, not forwarded again. (A request is routed again, so
@@ -161,9 +162,25 @@ impl Work {
         delivery: &Delivery,
         mut message: IntegrationMessage,
     ) -> Result<Settle, Error> {
+        let signature = envelope::header(&delivery.properties, envelope::SIGNATURE_HEADER);
+        if let Some(keys) = &self.security.signing_keys {
+            let verified = keys.verify(
+                &message,
+                &delivery.data,
+                signature.as_deref(),
+                self.security.require_signed,
+            );
+            if let Err(error) = verified {
+                let reason = format!("unauthorised: {error}");
+                return self
+                    .dead_letter(delivery, &reason)
+                    .await
+                    .map(|()| Settle::Ack);
+            }
+        }
         // A sealed payload is opened here (and the answer sealed for its sender); one that
         // does not open is never routed.
-        let sealed = match &self.keyring {
+        let sealed = match &self.security.keyring {
             Some(keyring) if Keyring::is_sealed(&message.payload) => {
                 if let Err(error) = keyring.open(&mut message) {
                     let reason = format!("unauthorised: {error}");

@@ -16,7 +16,7 @@ mod replies;
 pub mod topology;
 mod transport;
 
-pub use bridge::Bridge;
+pub use bridge::{Bridge, BridgeSecurity};
 pub use dead_letters::{DeadLetter, DeadLetters, Selection};
 pub use dedup::DedupWindow;
 pub use error::Error;

@@ -45,6 +45,9 @@ pub enum Error {
     /// A sealed payload that does not open: tampered, or under a key we do not hold.
     #[error("sealed payload refused: {0}")]
     Unsealable(String),
+    /// An ingress message whose signature is missing (where required) or wrong.
+    #[error("signature refused: {0}")]
+    BadSignature(String),
     #[error("keyring {path}: {reason}")]
     Keyring { path: String, reason: String },
 }
@@ -85,7 +88,7 @@ impl Error {
             Error::Config { .. } | Error::ConfigFile { .. } | Error::Keyring { .. } => {
                 ErrorKind::Config
             }
-            Error::Unsealable(_) => ErrorKind::Unauthorised,
+            Error::Unsealable(_) | Error::BadSignature(_) => ErrorKind::Unauthorised,
             Error::Encode { .. } => ErrorKind::Internal,
         }
     }

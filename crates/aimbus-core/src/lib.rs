@@ -7,6 +7,7 @@ mod crypto;
 mod error;
 mod model;
 mod registry;
+mod signing;
 pub mod validate;
 
 pub use codec::{Codec, DecodeLimits, Format, MAX_SUPPORTED_DEPTH};
@@ -27,3 +28,4 @@ pub use registry::{
     Compatibility, IntegrationSummary, Registration, Registry, RegistrySummary, RequestTotals,
     SystemMetadata,
 };
+pub use signing::{SigningKeys, canonical as signing_canonical};

@@ -1,8 +1,9 @@
-//! The payload keyring `serve` and `systems simulate` share, when encryption is on.
+//! The payload keyring `serve` and `systems simulate` share, when encryption is on, and
+//! the signing keys the ingress checks.
 
 use std::sync::Arc;
 
-use aimbus_core::{Config, Keyring};
+use aimbus_core::{Config, Keyring, SigningKeys};
 
 /// Age of the primary encryption key, in days.
 pub const PRIMARY_KEY_AGE_DAYS: &str = "aimbus_encryption_primary_key_age_days";
@@ -29,4 +30,15 @@ pub fn load(config: &Config) -> Result<Option<Arc<Keyring>>, aimbus_core::Error>
         );
     }
     Ok(Some(Arc::new(keyring)))
+}
+
+/// The signing keys `security.signing_keys_file` names, if it names a file.
+pub fn signing_keys(config: &Config) -> Result<Option<Arc<SigningKeys>>, aimbus_core::Error> {
+    let file = &config.security().signing_keys_file;
+    if file.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(SigningKeys::load(
+        &config.resolve_path(file),
+    )?)))
 }

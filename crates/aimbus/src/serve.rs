@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use aimbus_actors::{InProcessTransport, RouterHandle, TransportSet, start_registry};
-use aimbus_amqp::Bridge;
+use aimbus_amqp::{Bridge, BridgeSecurity};
 use aimbus_core::{Codec, Config, SystemsFile, interface};
 use aimbus_gateway::{Authenticator, Gateway, RestTransport};
 use anyhow::Context;
@@ -29,7 +29,12 @@ pub fn run(
         let codec = Codec::new(config.decode_limits());
         let keyring = crate::keyring::load(config)?;
         let bridge = if config.amqp().enabled {
-            let bridge = Bridge::new(config.amqp(), codec, keyring.clone());
+            let security = BridgeSecurity {
+                keyring: keyring.clone(),
+                signing_keys: crate::keyring::signing_keys(config)?,
+                require_signed: config.security().require_signed_ingress,
+            };
+            let bridge = Bridge::new(config.amqp(), codec, security);
             bridge.declare_systems(systems.systems()).await?;
             Some(bridge)
         } else {

@@ -150,6 +150,11 @@ fn a_bad_configuration_exits_2_with_a_precise_message() {
         ),
         ("[core\n", &[], &["aimbus.toml", "line 1"]),
         (
+            "[security]\nrequire_signed_ingress = true\n",
+            &[],
+            &["`security.require_signed_ingress`", "security.signing_keys_file"],
+        ),
+        (
             "",
             &[("AIMBUS_CORE__REQUEST_TIMEOUT_SECONDS", "forever")],
             &[

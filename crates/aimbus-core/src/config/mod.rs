@@ -301,6 +301,12 @@ impl Config {
                 ),
             ));
         }
+        if s.security.require_signed_ingress && s.security.signing_keys_file.is_empty() {
+            return Err(check.error(
+                "security.require_signed_ingress",
+                "got true with no security.signing_keys_file: name the file of the systems' signing keys, or set it to false",
+            ));
+        }
         if s.gateway.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(check.error(
                 "gateway.listen",

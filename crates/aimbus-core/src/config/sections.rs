@@ -130,6 +130,11 @@ pub struct SecurityConfig {
     /// The AES-256-GCM keyring (ids, keys, creation times, the primary), created with
     /// one random key when missing.
     pub encryption_keyring_file: String,
+    /// HMAC-SHA256 keys of the systems that sign what they publish to the ingress, by
+    /// source system; empty for none.
+    pub signing_keys_file: String,
+    /// Dead-letter ingress messages that are not signed (mis-signed ones always are).
+    pub require_signed_ingress: bool,
     pub enable_authentication: bool,
     pub authentication_method: AuthenticationMethod,
     pub token_expiration_hours: u32,
@@ -168,6 +173,8 @@ impl Default for SecurityConfig {
             encryption_algorithm: EncryptionAlgorithm::Aes256Gcm,
             key_rotation_days: 30,
             encryption_keyring_file: "keyring.toml".to_owned(),
+            signing_keys_file: String::new(),
+            require_signed_ingress: false,
             enable_authentication: true,
             authentication_method: AuthenticationMethod::Jwt,
             token_expiration_hours: 24,
