@@ -59,7 +59,7 @@ async fn amqp_bus_secured(
     let namespace = format!("aimbus-test-{}", uuid::Uuid::new_v4().simple());
     let toml = format!("[amqp]\nurl = \"{URL}\"\nnamespace = \"{namespace}\"\n{amqp_settings}");
     let config = Arc::new(Config::from_toml_str("test", &toml, Vec::new(), ".".into()).unwrap());
-    let codec = Codec::new(config.decode_limits());
+    let codec = config.codec();
     let security = BridgeSecurity {
         keyring: keyring.clone(),
         signing_keys,
@@ -970,5 +970,81 @@ async fn unsigned_and_mis_signed_ingress_messages_are_dead_lettered_when_signing
         1,
         "only the signed message was handled"
     );
+    bus.remove().await;
+}
+
+/// Bodies above `compression_threshold_bytes` cross the broker gzip-compressed, marked by
+/// their content encoding, and reach the handler whole; small ones travel as they are.
+#[actix_rt::test]
+async fn large_bodies_cross_the_broker_compressed_and_arrive_whole() {
+    let bus = amqp_bus_with("").await;
+    let connection = Connection::connect(URL, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let tap = format!("{}.tap", bus.names.ingress());
+    channel
+        .queue_declare(tap.as_str().into(), Default::default(), Default::default())
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            tap.as_str().into(),
+            bus.names.deliver().into(),
+            "hhni.hhni_101".into(),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    bus.serve(echo).await;
+    let text = "integration ".repeat(2_000);
+    for (payload, compressed) in [
+        (json!({"text": text}), true),
+        (json!({"text": "short"}), false),
+    ] {
+        let message = IntegrationMessage::new(
+            "cmc_001",
+            "hhni_101",
+            "status_update",
+            payload.as_object().unwrap().clone(),
+        );
+        let routed = bus.router.route(message.clone()).await.unwrap();
+        assert_eq!(
+            routed.reply.payload["text"], payload["text"],
+            "arrived whole and back"
+        );
+        let copy = loop {
+            let got = channel
+                .basic_get(tap.as_str().into(), BasicGetOptions { no_ack: true })
+                .await
+                .unwrap()
+                .expect("the tap holds a copy");
+            if got
+                .delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|m| m.as_str())
+                == Some(message.message_id.as_str())
+            {
+                break got;
+            }
+        };
+        let encoding = copy.delivery.properties.content_encoding().clone();
+        if compressed {
+            assert_eq!(encoding.as_ref().map(|e| e.as_str()), Some("gzip"));
+            assert!(
+                copy.delivery.data.len() < text.len() / 10,
+                "{}",
+                copy.delivery.data.len()
+            );
+        } else {
+            assert!(encoding.is_none(), "{encoding:?}");
+        }
+    }
+    let _ = channel
+        .queue_delete(tap.as_str().into(), QueueDeleteOptions::default())
+        .await;
     bus.remove().await;
 }

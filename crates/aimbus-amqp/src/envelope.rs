@@ -46,7 +46,7 @@ pub fn encode(
     message: &IntegrationMessage,
     routing: &Routing<'_>,
 ) -> Result<(Vec<u8>, BasicProperties), Error> {
-    let body = codec.encode(format, message)?;
+    let (body, content_encoding) = codec.compress(codec.encode(format, message)?)?;
     let mut headers = FieldTable::default();
     headers.insert(
         ATTEMPT_HEADER.into(),
@@ -63,6 +63,9 @@ pub fn encode(
         .with_delivery_mode(PERSISTENT)
         .with_content_type(format.content_type().into())
         .with_headers(headers);
+    if let Some(encoding) = content_encoding {
+        properties = properties.with_content_encoding(encoding.into());
+    }
     if routing.priorities {
         properties = properties.with_priority(message.priority);
     }
@@ -97,7 +100,9 @@ pub fn decode(
     delivery: &Delivery,
 ) -> Result<IntegrationMessage, aimbus_core::Error> {
     let format = format_of(&delivery.properties)?;
-    let mut message: IntegrationMessage = codec.decode(format, &delivery.data)?;
+    let encoding = delivery.properties.content_encoding().as_ref();
+    let body = codec.decompress(&delivery.data, encoding.map(|e| e.as_str()))?;
+    let mut message: IntegrationMessage = codec.decode(format, &body)?;
     let text = |value: &Option<ShortString>| value.as_ref().map(|v| v.as_str().to_owned());
     if message.reply_to.is_none() {
         message.reply_to = text(delivery.properties.reply_to());

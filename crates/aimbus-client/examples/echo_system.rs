@@ -2,7 +2,7 @@
 //! `cargo run -p aimbus-client --example echo_system` (with `aimbus serve` running).
 
 use aimbus_client::{SystemWorker, WorkerOptions};
-use aimbus_core::{Codec, Config, SystemsFile};
+use aimbus_core::{Config, SystemsFile};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -17,7 +17,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         amqp: config.amqp().clone(),
         ..WorkerOptions::default()
     };
-    let worker = SystemWorker::connect(system, options, Codec::new(config.decode_limits())).await?;
+    let worker = SystemWorker::connect(system, options, config.codec()).await?;
     worker
         .serve(|message| async move { Ok(message.payload) })
         .await?;

@@ -61,11 +61,86 @@ pub struct DecodeLimits {
 #[derive(Debug, Clone, Copy)]
 pub struct Codec {
     limits: DecodeLimits,
+    compression: Option<Compression>,
 }
+
+/// When and how hard bodies are compressed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compression {
+    /// 1 (fastest) to 9 (smallest).
+    pub level: u32,
+    /// Bodies larger than this many bytes are compressed.
+    pub threshold_bytes: usize,
+}
+
+/// The content encoding of a gzip-compressed body.
+pub const GZIP: &str = "gzip";
 
 impl Codec {
     pub fn new(limits: DecodeLimits) -> Codec {
-        Codec { limits }
+        Codec {
+            limits,
+            compression: None,
+        }
+    }
+
+    /// Compresses bodies above the threshold on the way out (`compress`); any codec
+    /// decompresses (`decompress`), whatever its own setting.
+    pub fn with_compression(mut self, compression: Option<Compression>) -> Codec {
+        self.compression = compression;
+        self
+    }
+
+    /// The body as it travels, and its content encoding when compressed.
+    pub fn compress(&self, body: Vec<u8>) -> Result<(Vec<u8>, Option<&'static str>), Error> {
+        let Some(compression) = self.compression.filter(|c| body.len() > c.threshold_bytes) else {
+            return Ok((body, None));
+        };
+        let mut encoder = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 2),
+            flate2::Compression::new(compression.level),
+        );
+        let failed = |e: std::io::Error| Error::Encode {
+            format: GZIP,
+            reason: e.to_string(),
+        };
+        std::io::Write::write_all(&mut encoder, &body).map_err(failed)?;
+        Ok((encoder.finish().map_err(failed)?, Some(GZIP)))
+    }
+
+    /// The body a sender compressed with `encoding`, inflated to at most the size limit,
+    /// so a small hostile body cannot expand without bound.
+    pub fn decompress<'a>(
+        &self,
+        body: &'a [u8],
+        encoding: Option<&str>,
+    ) -> Result<std::borrow::Cow<'a, [u8]>, Error> {
+        match encoding {
+            None | Some("identity") => Ok(std::borrow::Cow::Borrowed(body)),
+            Some(GZIP) => {
+                let limit = self.limits.max_bytes;
+                let mut inflated = Vec::new();
+                let mut reader =
+                    std::io::Read::take(flate2::read::GzDecoder::new(body), limit as u64 + 1);
+                std::io::Read::read_to_end(&mut reader, &mut inflated).map_err(|e| {
+                    Error::Decode {
+                        format: GZIP,
+                        reason: e.to_string(),
+                    }
+                })?;
+                if inflated.len() > limit {
+                    return Err(Error::TooLarge {
+                        size: inflated.len(),
+                        limit,
+                    });
+                }
+                Ok(std::borrow::Cow::Owned(inflated))
+            }
+            Some(other) => Err(Error::Decode {
+                format: "content-encoding",
+                reason: format!("`{other}` is not supported: use gzip or none"),
+            }),
+        }
     }
 
     pub fn encode<T: Serialize>(&self, format: Format, value: &T) -> Result<Vec<u8>, Error> {
@@ -234,6 +309,54 @@ fn check_msgpack_shape(mut input: &[u8], max_depth: usize) -> Result<(), Error> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bodies_above_the_threshold_travel_gzipped_and_come_back_whole() {
+        let limits = DecodeLimits {
+            max_bytes: 100_000,
+            max_depth: 8,
+        };
+        let codec = Codec::new(limits).with_compression(Some(Compression {
+            level: 6,
+            threshold_bytes: 100,
+        }));
+        let small = vec![b'a'; 100];
+        assert_eq!(codec.compress(small.clone()).unwrap(), (small, None));
+        let large = b"abcdefgh".repeat(1000);
+        let (wire, encoding) = codec.compress(large.clone()).unwrap();
+        assert_eq!(encoding, Some(GZIP));
+        assert!(wire.len() < large.len() / 10, "{}", wire.len());
+        // Any codec opens it, compression on or not.
+        let plain = Codec::new(limits);
+        assert_eq!(&*plain.decompress(&wire, Some(GZIP)).unwrap(), &large[..]);
+        assert_eq!(&*plain.decompress(&large, None).unwrap(), &large[..]);
+    }
+
+    #[test]
+    fn a_gzip_bomb_stops_at_the_size_limit_and_odd_encodings_are_refused() {
+        let big = Codec::new(DecodeLimits {
+            max_bytes: 10_000_000,
+            max_depth: 8,
+        })
+        .with_compression(Some(Compression {
+            level: 9,
+            threshold_bytes: 0,
+        }));
+        let (bomb, _) = big.compress(vec![0u8; 5_000_000]).unwrap();
+        assert!(bomb.len() < 10_000, "{}", bomb.len());
+        let small = Codec::new(DecodeLimits {
+            max_bytes: 64 * 1024,
+            max_depth: 8,
+        });
+        let error = small.decompress(&bomb, Some(GZIP)).unwrap_err();
+        assert!(matches!(error, Error::TooLarge { .. }), "{error}");
+        assert!(small.decompress(b"not gzip", Some(GZIP)).is_err());
+        let error = small.decompress(b"x", Some("br")).unwrap_err();
+        assert!(
+            error.to_string().contains("`br` is not supported"),
+            "{error}"
+        );
+    }
     use crate::IntegrationMessage;
     use proptest::prelude::*;
     use serde_json::{Value, json};

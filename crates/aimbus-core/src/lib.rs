@@ -10,7 +10,7 @@ mod registry;
 mod signing;
 pub mod validate;
 
-pub use codec::{Codec, DecodeLimits, Format, MAX_SUPPORTED_DEPTH};
+pub use codec::{Codec, Compression, DecodeLimits, Format, GZIP, MAX_SUPPORTED_DEPTH};
 pub use config::{
     AmqpConfig, AuthenticationMethod, CachingConfig, CircuitBreakerConfig, Config, CoreConfig,
     ENV_PREFIX, EncryptionAlgorithm, EvictionPolicy, FallbackConfig, GatewayConfig, JwtAlgorithm,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use aimbus_actors::{InProcessTransport, RouterHandle, TransportSet, start_registry};
 use aimbus_amqp::{Bridge, BridgeSecurity};
-use aimbus_core::{Codec, Config, SystemsFile, interface};
+use aimbus_core::{Config, SystemsFile, interface};
 use aimbus_gateway::{Authenticator, Gateway, RestTransport};
 use anyhow::Context;
 
@@ -26,7 +26,7 @@ pub fn run(
         } else {
             None
         };
-        let codec = Codec::new(config.decode_limits());
+        let codec = config.codec();
         let keyring = crate::keyring::load(config)?;
         let bridge = if config.amqp().enabled {
             let security = BridgeSecurity {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use aimbus_client::{HandlerError, SystemWorker, WorkerOptions};
-use aimbus_core::{Codec, Config, IntegrationMessage, SystemInfo, SystemsFile};
+use aimbus_core::{Config, IntegrationMessage, SystemInfo, SystemsFile};
 use anyhow::{Context, bail, ensure};
 use serde_json::{Map, Value, json};
 
@@ -40,7 +40,7 @@ pub fn run(config: &Config, systems: &SystemsFile, args: &SimulateArgs) -> anyho
         keyring: crate::keyring::load(config)?,
         ..WorkerOptions::default()
     };
-    let codec = Codec::new(config.decode_limits());
+    let codec = config.codec();
     let latency = Duration::from_millis(args.latency_ms);
     let failure_rate = args.failure_rate;
     tokio::runtime::Runtime::new()?.block_on(async move {

@@ -152,7 +152,10 @@ fn a_bad_configuration_exits_2_with_a_precise_message() {
         (
             "[security]\nrequire_signed_ingress = true\n",
             &[],
-            &["`security.require_signed_ingress`", "security.signing_keys_file"],
+            &[
+                "`security.require_signed_ingress`",
+                "security.signing_keys_file",
+            ],
         ),
         (
             "",

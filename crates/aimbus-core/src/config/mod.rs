@@ -22,7 +22,7 @@ pub use sections::{
 pub use systems_file::SystemsFile;
 
 use crate::Error;
-use crate::codec::{DecodeLimits, MAX_SUPPORTED_DEPTH};
+use crate::codec::{Codec, Compression, DecodeLimits, MAX_SUPPORTED_DEPTH};
 
 /// Prefix of the environment variables that override configuration keys.
 pub const ENV_PREFIX: &str = "AIMBUS_";
@@ -166,6 +166,17 @@ impl Config {
         self.base_dir.join(&self.sections.registry.systems_file)
     }
 
+    /// The codec for the wire: the decode limits, and compression as configured.
+    pub fn codec(&self) -> Codec {
+        let p = &self.sections.performance;
+        let compression =
+            (p.enable_compression && p.compression_level > 0).then_some(Compression {
+                level: p.compression_level,
+                threshold_bytes: p.compression_threshold_bytes,
+            });
+        Codec::new(self.decode_limits()).with_compression(compression)
+    }
+
     pub fn decode_limits(&self) -> DecodeLimits {
         DecodeLimits {
             max_bytes: self.sections.limits.max_message_bytes,
@@ -233,6 +244,12 @@ impl Config {
             3_600,
         )?;
         check.range("performance.compression_level", p.compression_level, 0, 9)?;
+        check.range(
+            "performance.compression_threshold_bytes",
+            p.compression_threshold_bytes,
+            0,
+            64 * 1024 * 1024,
+        )?;
         let c = &s.caching;
         check.range(
             "caching.cache_ttl_seconds",

@@ -56,6 +56,8 @@ pub struct PerformanceConfig {
     pub enable_compression: bool,
     /// 0 (none) to 9 (smallest).
     pub compression_level: u32,
+    /// Message bodies larger than this travel compressed (not in the seed).
+    pub compression_threshold_bytes: usize,
 }
 
 impl Default for PerformanceConfig {
@@ -66,6 +68,7 @@ impl Default for PerformanceConfig {
             keepalive_timeout_seconds: 30,
             enable_compression: true,
             compression_level: 6,
+            compression_threshold_bytes: 4096,
         }
     }
 }
