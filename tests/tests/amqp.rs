@@ -139,6 +139,27 @@ impl AmqpBus {
             .unwrap()
     }
 
+    /// A tap: a queue of our own bound like hhni_101's, so it gets a copy of each
+    /// delivery exactly as it crosses the broker. Removed with the namespace.
+    async fn tap(&self, channel: &lapin::Channel) -> String {
+        let tap = format!("{}.tap", self.names.ingress());
+        channel
+            .queue_declare(tap.as_str().into(), Default::default(), Default::default())
+            .await
+            .unwrap();
+        channel
+            .queue_bind(
+                tap.as_str().into(),
+                self.names.deliver().into(),
+                "hhni.hhni_101".into(),
+                Default::default(),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        tap
+    }
+
     /// Deletes every queue and exchange of the namespace.
     async fn remove(self) {
         self.link.abort();
@@ -152,6 +173,7 @@ impl AmqpBus {
             self.names.system_queue("hhni_101"),
             self.names.system_queue("late_001"),
             format!("{}.replies", self.names.ingress()),
+            format!("{}.tap", self.names.ingress()),
         ] {
             let _ = channel
                 .queue_delete(queue.into(), QueueDeleteOptions::default())
@@ -168,6 +190,37 @@ impl AmqpBus {
                 .await;
         }
     }
+}
+
+/// The dead letters, once there are `n` of them (or after 30 s, whatever is there).
+async fn dead_letters(dead: &DeadLetters, n: usize) -> Vec<aimbus_amqp::DeadLetter> {
+    let mut listed = Vec::new();
+    for _ in 0..600 {
+        listed = dead.list(10).await.unwrap();
+        if listed.len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    listed
+}
+
+/// The next message on `queue`, waiting up to 10 s for one.
+async fn next_message(
+    channel: &lapin::Channel,
+    queue: &str,
+) -> Option<lapin::message::BasicGetMessage> {
+    for _ in 0..200 {
+        let got = channel
+            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap();
+        if got.is_some() {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
 }
 
 async fn echo(
@@ -372,14 +425,7 @@ async fn a_message_that_keeps_failing_is_dead_lettered_at_the_delivery_limit() {
     let dead = DeadLetters::open(&connection, bus.names.clone())
         .await
         .unwrap();
-    let mut listed = Vec::new();
-    for _ in 0..600 {
-        listed = dead.list(10).await.unwrap();
-        if !listed.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let listed = dead_letters(&dead, 1).await;
     assert_eq!(listed.len(), 1, "dead-lettered within 30 s");
     assert!(
         listed[0]
@@ -462,14 +508,7 @@ async fn dead_letters_are_listed_and_replayed_once_their_cause_is_fixed() {
     let dead = DeadLetters::open(&connection, bus.names.clone())
         .await
         .unwrap();
-    let mut listed = Vec::new();
-    for _ in 0..100 {
-        listed = dead.list(10).await.unwrap();
-        if !listed.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let listed = dead_letters(&dead, 1).await;
     assert_eq!(listed.len(), 1);
     assert_eq!(
         listed[0].message_id.as_deref(),
@@ -502,17 +541,7 @@ async fn dead_letters_are_listed_and_replayed_once_their_cause_is_fixed() {
     assert_eq!(dead.replay(&others, 10).await.unwrap(), 0);
     let this_one = Selection::Ids(vec![early.message_id.clone()]);
     assert_eq!(dead.replay(&this_one, 10).await.unwrap(), 1);
-    let mut reply = None;
-    for _ in 0..200 {
-        reply = channel
-            .basic_get(replies.as_str().into(), BasicGetOptions { no_ack: true })
-            .await
-            .unwrap();
-        if reply.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let reply = next_message(&channel, &replies).await;
     let reply = reply.expect("the replayed message was answered");
     let correlation = reply.delivery.properties.correlation_id().clone().unwrap();
     assert_eq!(correlation.as_str(), early.message_id);
@@ -748,23 +777,7 @@ async fn sealed_payloads_cross_the_broker_opaque_and_tampered_ones_are_dead_lett
         .await
         .unwrap();
     let channel = connection.create_channel().await.unwrap();
-    // A tap: a queue of our own bound like the system's, so it gets a copy of each delivery
-    // exactly as it crosses the broker.
-    let tap = format!("{}.tap", bus.names.ingress());
-    channel
-        .queue_declare(tap.as_str().into(), Default::default(), Default::default())
-        .await
-        .unwrap();
-    channel
-        .queue_bind(
-            tap.as_str().into(),
-            bus.names.deliver().into(),
-            "hhni.hhni_101".into(),
-            Default::default(),
-            Default::default(),
-        )
-        .await
-        .unwrap();
+    let tap = bus.tap(&channel).await;
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let recorder = Arc::clone(&seen);
     bus.serve(move |message: IntegrationMessage| {
@@ -809,9 +822,6 @@ async fn sealed_payloads_cross_the_broker_opaque_and_tampered_ones_are_dead_lett
         .expect("the tap saw the request");
     assert!(!request.contains("launch codes"), "{request}");
     assert!(request.contains(SEALED_FIELD), "{request}");
-    let _ = channel
-        .queue_delete(tap.as_str().into(), QueueDeleteOptions::default())
-        .await;
 
     // A client's sealed message whose ciphertext was altered never reaches the system.
     let mut tampered = IntegrationMessage::new(
@@ -833,14 +843,7 @@ async fn sealed_payloads_cross_the_broker_opaque_and_tampered_ones_are_dead_lett
     let dead = DeadLetters::open(&connection, bus.names.clone())
         .await
         .unwrap();
-    let mut listed = Vec::new();
-    for _ in 0..200 {
-        listed = dead.list(10).await.unwrap();
-        if !listed.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let listed = dead_letters(&dead, 1).await;
     assert_eq!(listed.len(), 1);
     assert!(
         listed[0].reason.starts_with("unauthorised: "),
@@ -916,17 +919,7 @@ async fn unsigned_and_mis_signed_ingress_messages_are_dead_lettered_when_signing
     let unsigned = publish(Some(String::new()), false).await;
     let spoiled = publish(None, true).await;
 
-    let mut reply = None;
-    for _ in 0..200 {
-        reply = channel
-            .basic_get(replies.as_str().into(), BasicGetOptions { no_ack: true })
-            .await
-            .unwrap();
-        if reply.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let reply = next_message(&channel, &replies).await;
     let reply = reply.expect("the signed message was answered");
     assert_eq!(
         reply
@@ -941,14 +934,7 @@ async fn unsigned_and_mis_signed_ingress_messages_are_dead_lettered_when_signing
     let dead = DeadLetters::open(&connection, bus.names.clone())
         .await
         .unwrap();
-    let mut listed = Vec::new();
-    for _ in 0..200 {
-        listed = dead.list(10).await.unwrap();
-        if listed.len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let listed = dead_letters(&dead, 2).await;
     let reason_of = |id: &str| {
         listed
             .iter()
@@ -982,21 +968,7 @@ async fn large_bodies_cross_the_broker_compressed_and_arrive_whole() {
         .await
         .unwrap();
     let channel = connection.create_channel().await.unwrap();
-    let tap = format!("{}.tap", bus.names.ingress());
-    channel
-        .queue_declare(tap.as_str().into(), Default::default(), Default::default())
-        .await
-        .unwrap();
-    channel
-        .queue_bind(
-            tap.as_str().into(),
-            bus.names.deliver().into(),
-            "hhni.hhni_101".into(),
-            Default::default(),
-            Default::default(),
-        )
-        .await
-        .unwrap();
+    let tap = bus.tap(&channel).await;
     bus.serve(echo).await;
     let text = "integration ".repeat(2_000);
     for (payload, compressed) in [
@@ -1043,8 +1015,5 @@ async fn large_bodies_cross_the_broker_compressed_and_arrive_whole() {
             assert!(encoding.is_none(), "{encoding:?}");
         }
     }
-    let _ = channel
-        .queue_delete(tap.as_str().into(), QueueDeleteOptions::default())
-        .await;
     bus.remove().await;
 }

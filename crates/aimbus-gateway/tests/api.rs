@@ -165,30 +165,21 @@ async fn the_registry_is_served_with_filters_and_writes_need_admin() {
     let reader = gw.token("cmc_001", &[Role::Readonly]);
     let admin = gw.token("ops_001", &[Role::Admin]);
     let get = |path: String| gw.http.get(gw.url(&path)).bearer_auth(&reader).send();
+    let get_json = |path: String| {
+        let response = get(path);
+        async move { response.await.unwrap().json::<Value>().await.unwrap() }
+    };
 
-    let all: Vec<Value> = get("/api/v1/systems".into())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(all.len(), 2);
-    let hhni: Vec<Value> =
-        get("/api/v1/systems?type=hhni&capability=search&interface=rest_api&status=healthy".into())
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-    assert_eq!(hhni.len(), 1);
+    let all: Value = get_json("/api/v1/systems".into()).await;
+    assert_eq!(all.as_array().unwrap().len(), 2);
+    let hhni: Value = get_json(
+        "/api/v1/systems?type=hhni&capability=search&interface=rest_api&status=healthy".into(),
+    )
+    .await;
+    assert_eq!(hhni.as_array().unwrap().len(), 1);
     assert_eq!(hhni[0]["system_id"], "hhni_001");
-    let none: Vec<Value> = get("/api/v1/systems?capability=flying".into())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(none.is_empty());
+    let none: Value = get_json("/api/v1/systems?capability=flying".into()).await;
+    assert_eq!(none, json!([]));
     let r = get("/api/v1/systems?status=sleepy".into()).await.unwrap();
     assert_problem(r, 400, "malformed").await;
 
@@ -227,48 +218,18 @@ async fn the_registry_is_served_with_filters_and_writes_need_admin() {
         .unwrap();
     assert_problem(r, 422, "invalid").await;
 
-    let one: Value = get("/api/v1/systems/seg_001".into())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one: Value = get_json("/api/v1/systems/seg_001".into()).await;
     assert_eq!(one["system_type"], "seg");
-    let health: Value = get("/api/v1/systems/seg_001/health".into())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = get_json("/api/v1/systems/seg_001/health".into()).await;
     assert_eq!(health["system_id"], "seg_001");
     assert!(health["status"].is_string());
-    let chain: Vec<String> = get("/api/v1/systems/seg_001/dependencies".into())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(chain, ["hhni_001", "seg_001"]);
-    let compatibility: Value = get("/api/v1/systems/seg_001/compatibility".into())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let chain: Value = get_json("/api/v1/systems/seg_001/dependencies".into()).await;
+    assert_eq!(chain, json!(["hhni_001", "seg_001"]));
+    let compatibility: Value = get_json("/api/v1/systems/seg_001/compatibility".into()).await;
     assert!(compatibility.is_object());
-    let summary: Value = get("/api/v1/registry/summary".into())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let summary: Value = get_json("/api/v1/registry/summary".into()).await;
     assert_eq!(summary["total_systems"], 3);
-    let integration: Value = get("/api/v1/integration/summary".into())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let integration: Value = get_json("/api/v1/integration/summary".into()).await;
     assert!(integration.is_object());
     assert_problem(
         get("/api/v1/systems/ghost_001".into()).await.unwrap(),

@@ -2,7 +2,7 @@
 //! dependency chain, compatibility and the summaries.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use aimbus_core::{IntegrationStatus, Registration, SystemInfo, SystemType};
+use aimbus_core::{IntegrationStatus, Registration, Registry, SystemInfo, SystemType};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -138,13 +138,7 @@ pub(crate) async fn dependency_chain(
     system_id: web::Path<String>,
     gateway: web::Data<Gateway>,
 ) -> Result<HttpResponse, Problem> {
-    reader(&gateway, &request)?;
-    let id = system_id.into_inner();
-    let chain = gateway
-        .registry
-        .query(move |r| r.dependency_chain(&id))
-        .await??;
-    respond(&gateway.codec, &request, HttpResponse::Ok(), &chain)
+    about(request, system_id, gateway, |r, id| r.dependency_chain(id)).await
 }
 
 pub(crate) async fn compatibility(
@@ -152,29 +146,51 @@ pub(crate) async fn compatibility(
     system_id: web::Path<String>,
     gateway: web::Data<Gateway>,
 ) -> Result<HttpResponse, Problem> {
+    about(request, system_id, gateway, |r, id| r.compatibility(id)).await
+}
+
+/// Answers a reader with what `query` tells about one system.
+async fn about<R, Q>(
+    request: HttpRequest,
+    system_id: web::Path<String>,
+    gateway: web::Data<Gateway>,
+    query: Q,
+) -> Result<HttpResponse, Problem>
+where
+    R: serde::Serialize + Send + 'static,
+    Q: FnOnce(&Registry, &str) -> Result<R, aimbus_core::Error> + Send + 'static,
+{
     reader(&gateway, &request)?;
     let id = system_id.into_inner();
-    let report = gateway
-        .registry
-        .query(move |r| r.compatibility(&id))
-        .await??;
-    respond(&gateway.codec, &request, HttpResponse::Ok(), &report)
+    let answer = gateway.registry.query(move |r| query(r, &id)).await??;
+    respond(&gateway.codec, &request, HttpResponse::Ok(), &answer)
 }
 
 pub(crate) async fn summary(
     request: HttpRequest,
     gateway: web::Data<Gateway>,
 ) -> Result<HttpResponse, Problem> {
-    reader(&gateway, &request)?;
-    let summary = gateway.registry.query(|r| r.summary()).await?;
-    respond(&gateway.codec, &request, HttpResponse::Ok(), &summary)
+    view(request, gateway, |r| r.summary()).await
 }
 
 pub(crate) async fn integration_summary(
     request: HttpRequest,
     gateway: web::Data<Gateway>,
 ) -> Result<HttpResponse, Problem> {
+    view(request, gateway, |r| r.integration_summary()).await
+}
+
+/// Answers a reader with what `query` makes of the whole registry.
+async fn view<R, Q>(
+    request: HttpRequest,
+    gateway: web::Data<Gateway>,
+    query: Q,
+) -> Result<HttpResponse, Problem>
+where
+    R: serde::Serialize + Send + 'static,
+    Q: FnOnce(&Registry) -> R + Send + 'static,
+{
     reader(&gateway, &request)?;
-    let summary = gateway.registry.query(|r| r.integration_summary()).await?;
-    respond(&gateway.codec, &request, HttpResponse::Ok(), &summary)
+    let answer = gateway.registry.query(query).await?;
+    respond(&gateway.codec, &request, HttpResponse::Ok(), &answer)
 }
