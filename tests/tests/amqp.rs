@@ -139,6 +139,21 @@ impl AmqpBus {
             .unwrap()
     }
 
+    /// A queue of our own for replies, as a client would declare for `reply_to`. Removed
+    /// with the namespace.
+    async fn replies_queue(&self, channel: &lapin::Channel) -> String {
+        let replies = format!("{}.replies", self.names.ingress());
+        channel
+            .queue_declare(
+                replies.as_str().into(),
+                Default::default(),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        replies
+    }
+
     /// A tap: a queue of our own bound like hhni_101's, so it gets a copy of each
     /// delivery exactly as it crosses the broker. Removed with the namespace.
     async fn tap(&self, channel: &lapin::Channel) -> String {
@@ -401,15 +416,7 @@ async fn a_message_that_keeps_failing_is_dead_lettered_at_the_delivery_limit() {
         .await
         .unwrap();
     let channel = connection.create_channel().await.unwrap();
-    let replies = format!("{}.replies", bus.names.ingress());
-    channel
-        .queue_declare(
-            replies.as_str().into(),
-            Default::default(),
-            Default::default(),
-        )
-        .await
-        .unwrap();
+    let replies = bus.replies_queue(&channel).await;
     let payload = json!({"q": 1}).as_object().unwrap().clone();
     let mut request = IntegrationMessage::new("cmc_001", "hhni_101", "status_update", payload);
     request.reply_to = Some(replies);
@@ -485,15 +492,7 @@ async fn dead_letters_are_listed_and_replayed_once_their_cause_is_fixed() {
         .await
         .unwrap();
     let channel = connection.create_channel().await.unwrap();
-    let replies = format!("{}.replies", bus.names.ingress());
-    channel
-        .queue_declare(
-            replies.as_str().into(),
-            Default::default(),
-            Default::default(),
-        )
-        .await
-        .unwrap();
+    let replies = bus.replies_queue(&channel).await;
     let publisher = Publisher::open(&connection).await.unwrap();
     let payload = json!({"q": "early"}).as_object().unwrap().clone();
     let mut early = IntegrationMessage::new("cmc_001", "late_001", "status_update", payload);
@@ -876,15 +875,7 @@ async fn unsigned_and_mis_signed_ingress_messages_are_dead_lettered_when_signing
         .await
         .unwrap();
     let channel = connection.create_channel().await.unwrap();
-    let replies = format!("{}.replies", bus.names.ingress());
-    channel
-        .queue_declare(
-            replies.as_str().into(),
-            Default::default(),
-            Default::default(),
-        )
-        .await
-        .unwrap();
+    let replies = bus.replies_queue(&channel).await;
     let publisher = Publisher::open(&connection).await.unwrap();
     let publish = |signature: Option<String>, spoil_body: bool| {
         let payload = json!({"q": "signed?"}).as_object().unwrap().clone();
