@@ -92,17 +92,16 @@ fn start_servers() -> (String, String, String) {
             let router = RouterHandle::start(Arc::new(config.clone()), registry.clone())
                 .await
                 .unwrap();
-            let auth = |config: &Config| {
-                Authenticator::new(config.security(), Some(SECRET.to_vec()), ".".as_ref()).unwrap()
-            };
-            let token = auth(&config)
+            let auth =
+                Authenticator::new(config.security(), Some(SECRET.to_vec()), ".".as_ref()).unwrap();
+            let token = auth
                 .mint(&TokenRequest {
                     subject: "cmc_001".into(),
                     roles: vec![Role::Publisher],
                     ttl: Duration::from_secs(3600),
                 })
                 .unwrap();
-            let gateway = Gateway::new(&config, router, registry, auth(&config));
+            let gateway = Gateway::new(&config, router, registry, auth);
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             let gateway_address = listener.local_addr().unwrap().to_string();
             actix_rt::spawn(aimbus_gateway::run(listener, Arc::new(gateway)).unwrap());

@@ -5,7 +5,6 @@
 //! Older keys stay in the keyring to open what they sealed; only the primary seals.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
@@ -16,6 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::secret_file::{decode_hex, random_hex, read_or_create_private};
 use crate::{Error, IntegrationMessage};
 
 /// The one field of a sealed payload.
@@ -82,7 +82,9 @@ impl Keyring {
         let mut keys = BTreeMap::new();
         let mut primary = None;
         for entry in file.keys {
-            let bytes = decode_hex(&entry.key).ok_or_else(|| {
+            let bytes: [u8; 32] = decode_hex(&entry.key)
+                .and_then(|bytes| bytes.try_into().ok())
+                .ok_or_else(|| {
                 error(format!(
                     "key `{}` must be 64 hex digits (32 bytes), for example from `openssl rand -hex 32`",
                     entry.id
@@ -111,32 +113,13 @@ impl Keyring {
     /// when it is missing.
     pub fn load_or_create(path: &Path) -> Result<Keyring, Error> {
         let origin = path.display().to_string();
-        match std::fs::read_to_string(path) {
-            Ok(text) => Keyring::from_toml_str(&origin, &text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let text = new_keyring_text("k1");
-                match write_private(path, &text) {
-                    Ok(()) => Keyring::from_toml_str(&origin, &text),
-                    // Another process (serve and simulate start together) made it first.
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        std::thread::sleep(std::time::Duration::from_millis(50));
-                        let text = std::fs::read_to_string(path).map_err(|e| Error::Keyring {
-                            path: origin.clone(),
-                            reason: e.to_string(),
-                        })?;
-                        Keyring::from_toml_str(&origin, &text)
-                    }
-                    Err(e) => Err(Error::Keyring {
-                        path: origin,
-                        reason: format!("cannot create it: {e}"),
-                    }),
-                }
-            }
-            Err(e) => Err(Error::Keyring {
-                path: origin,
+        let text = read_or_create_private(path, || new_keyring_text("k1")).map_err(|e| {
+            Error::Keyring {
+                path: origin.clone(),
                 reason: e.to_string(),
-            }),
-        }
+            }
+        })?;
+        Keyring::from_toml_str(&origin, &text)
     }
 
     pub fn primary_id(&self) -> &str {
@@ -249,12 +232,10 @@ fn associated_data(message: &IntegrationMessage) -> Vec<u8> {
 
 /// A keyring file text with one fresh random primary key named `id`.
 pub fn new_keyring_text(id: &str) -> String {
-    let key: [u8; 32] = rand::random();
-    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
     let file = KeyringFile {
         keys: vec![KeyFileEntry {
             id: id.to_owned(),
-            key: hex,
+            key: random_hex(32),
             created: Utc::now(),
             primary: true,
         }],
@@ -265,28 +246,6 @@ pub fn new_keyring_text(id: &str) -> String {
          # still arrive.\n{}",
         toml::to_string(&file).expect("plain values serialize")
     )
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(text.as_bytes())
-}
-
-fn decode_hex(text: &str) -> Option<[u8; 32]> {
-    let text = text.trim();
-    if text.len() != 64 {
-        return None;
-    }
-    let mut bytes = [0u8; 32];
-    for (i, byte) in bytes.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(bytes)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod crypto;
 mod error;
 mod model;
 mod registry;
+pub mod secret_file;
 mod signing;
 pub mod validate;
 

@@ -10,6 +10,7 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::secret_file::{decode_hex, encode_hex};
 use crate::{Error, IntegrationMessage};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -123,21 +124,6 @@ pub fn canonical(message: &IntegrationMessage, body: &[u8]) -> Vec<u8> {
     ]
     .join("\n")
     .into_bytes()
-}
-
-fn encode_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim();
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

@@ -3,12 +3,12 @@
 //! the caller speaks for and a configured claim lists its roles.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
 use actix_web::HttpRequest;
 use actix_web::http::header::AUTHORIZATION;
+use aimbus_core::secret_file::{random_hex, read_or_create_private};
 use aimbus_core::{JwtAlgorithm, SecurityConfig};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Map, Value};
@@ -88,6 +88,7 @@ pub struct TokenRequest {
 }
 
 /// Verifies bearer tokens (and mints HS256 ones for local use).
+#[derive(Clone)]
 pub struct Authenticator {
     enabled: bool,
     algorithm: Algorithm,
@@ -267,12 +268,14 @@ impl Authenticator {
 /// so a fresh install is never left with a guessable default.
 pub fn load_or_create_secret(path: &Path, env_value: Option<String>) -> Result<Vec<u8>, Error> {
     let secret = match env_value {
-        Some(value) => value.into_bytes(),
-        None => match std::fs::read_to_string(path) {
-            Ok(text) => text.trim().as_bytes().to_vec(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_secret(path)?,
-            Err(e) => return Err(Error::Secret(format!("{}: {e}", path.display()))),
-        },
+        Some(value) => value,
+        None => read_or_create_private(path, || {
+            tracing::info!(path = %path.display(), "creating a random jwt secret");
+            random_hex(32)
+        })
+        .map_err(|e| Error::Secret(format!("{}: {e}", path.display())))?
+        .trim()
+        .to_owned(),
     };
     if secret.len() < MIN_SECRET_BYTES {
         return Err(Error::Secret(format!(
@@ -280,22 +283,5 @@ pub fn load_or_create_secret(path: &Path, env_value: Option<String>) -> Result<V
             secret.len()
         )));
     }
-    Ok(secret)
-}
-
-fn create_secret(path: &Path) -> Result<Vec<u8>, Error> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let bytes: [u8; 32] = rand::random();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let failed =
-        |e: std::io::Error| Error::Secret(format!("cannot create {}: {e}", path.display()));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(failed)?;
-    file.write_all(hex.as_bytes()).map_err(failed)?;
-    tracing::info!(path = %path.display(), "created a random jwt secret");
-    Ok(hex.into_bytes())
+    Ok(secret.into_bytes())
 }

@@ -185,37 +185,24 @@ async fn the_registry_is_served_with_filters_and_writes_need_admin() {
 
     let mut new_system = serde_json::to_value(common::system("seg_001", "seg")).unwrap();
     new_system["dependencies"] = json!(["hhni_001"]);
-    let r = gw
-        .http
-        .post(gw.url("/api/v1/systems"))
-        .bearer_auth(&reader)
-        .json(&new_system)
-        .send()
-        .await
-        .unwrap();
-    assert_problem(r, 403, "forbidden").await;
-    let register = || {
+    let register = |token: &str, system: &Value| {
         gw.http
             .post(gw.url("/api/v1/systems"))
-            .bearer_auth(&admin)
-            .json(&new_system)
+            .bearer_auth(token)
+            .json(system)
             .send()
     };
-    let r = register().await.unwrap();
+    let r = register(&reader, &new_system).await.unwrap();
+    assert_problem(r, 403, "forbidden").await;
+    let r = register(&admin, &new_system).await.unwrap();
     assert_eq!(r.status(), 201);
     assert_eq!(r.headers()["location"], "/api/v1/systems/seg_001");
-    assert_problem(register().await.unwrap(), 409, "duplicate").await;
+    let r = register(&admin, &new_system).await.unwrap();
+    assert_problem(r, 409, "duplicate").await;
     let mut broken = new_system.clone();
     broken["system_id"] = json!("seg_002");
     broken["dependencies"] = json!(["ghost_001"]);
-    let r = gw
-        .http
-        .post(gw.url("/api/v1/systems"))
-        .bearer_auth(&admin)
-        .json(&broken)
-        .send()
-        .await
-        .unwrap();
+    let r = register(&admin, &broken).await.unwrap();
     assert_problem(r, 422, "invalid").await;
 
     let one: Value = get_json("/api/v1/systems/seg_001".into()).await;
@@ -384,6 +371,19 @@ async fn respond_async_without_the_broker_is_refused_not_dropped() {
         .await
         .unwrap();
     assert_problem(r, 503, "async-unavailable").await;
+    // An invalid message is refused at once, not enqueued to be dead-lettered later.
+    let mut invalid = message("cmc_001", "hhni_001", "data_request");
+    invalid["priority"] = json!(12);
+    let r = gw
+        .http
+        .post(gw.url("/api/v1/messages"))
+        .bearer_auth(gw.token("cmc_001", &[Role::Publisher]))
+        .header("Prefer", "respond-async")
+        .json(&invalid)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 422, "invalid").await;
     gw.stop().await;
 }
 

@@ -34,7 +34,6 @@ pub(crate) async fn post(
     let body = read_body(&request, payload, gateway.max_body_bytes).await?;
     let mut message: IntegrationMessage = gateway.codec.decode(format, &body)?;
     check_headers(&request, &message)?;
-    message.validate()?;
     check_speaks_for(&gateway, &caller, &message).await?;
     // A sealed payload is opened here, so a tampered one is refused before it goes
     // anywhere, and the reply is sealed for its sender.
@@ -46,6 +45,8 @@ pub(crate) async fn post(
         _ => None,
     };
     if prefers_async(&request) {
+        // Refused now rather than dead-lettered later; the router validates what it routes.
+        message.validate()?;
         let bridge = gateway.bridge.as_ref().ok_or_else(|| {
             Problem::unavailable(
                 "async-unavailable",

@@ -82,12 +82,7 @@ pub async fn start_with(
         base_dir,
     )
     .unwrap();
-    let minting = Authenticator::new(
-        config.security(),
-        Some(SECRET.as_bytes().to_vec()),
-        base_dir,
-    )
-    .unwrap();
+    let minting = auth.clone();
     let mut gateway = Gateway::new(&config, router, registry.clone(), auth).with_metrics(metrics);
     if let Some(keyring) = keyring {
         gateway = gateway.with_keyring(keyring);
