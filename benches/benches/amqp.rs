@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 
 use aimbus_actors::{InProcessTransport, RegistryHandle, RouterHandle, TransportSet};
 use aimbus_amqp::envelope::{self, Routing};
+use aimbus_amqp::topology;
 use aimbus_amqp::{Bridge, BridgeSecurity, INGRESS_ROUTING_KEY, Names, Publisher};
 use aimbus_client::{SystemWorker, WorkerOptions};
 use aimbus_core::{Codec, Config, Format, IntegrationMessage, SystemInfo};
 use chrono::Utc;
 use hdrhistogram::Histogram;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ExchangeDeleteOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
@@ -195,16 +195,7 @@ async fn bus_path(namespace: &str, n: usize) -> (f64, Histogram<u64>) {
     sink.wait_for(n).await;
     let rate = n as f64 / started.elapsed().as_secs_f64();
     let latencies = sink.latencies.lock().unwrap().clone();
-    remove(
-        &connection,
-        &names,
-        &[
-            names.ingress(),
-            names.dead_letter_queue(),
-            names.system_queue("bench_001"),
-        ],
-    )
-    .await;
+    // The namespace is removed once the bus has stopped (see `main`).
     (rate, latencies)
 }
 
@@ -305,7 +296,13 @@ async fn raw_relay(namespace: &str, n: usize) -> (f64, Histogram<u64>) {
     sink.wait_for(n).await;
     let rate = n as f64 / started.elapsed().as_secs_f64();
     let latencies = sink.latencies.lock().unwrap().clone();
-    remove(&connection, &Names::new(namespace), &[input, output]).await;
+    let channel = connection.create_channel().await.unwrap();
+    for queue in [input, output] {
+        channel
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await
+            .unwrap();
+    }
     (rate, latencies)
 }
 
@@ -351,25 +348,6 @@ fn process_cpu_seconds(path: impl AsRef<std::path::Path>) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
-async fn remove(connection: &Connection, names: &Names, queues: &[String]) {
-    let channel = connection.create_channel().await.unwrap();
-    for queue in queues {
-        let _ = channel
-            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-            .await;
-    }
-    for exchange in [
-        names.ingress(),
-        names.deliver(),
-        names.dead(),
-        names.events(),
-    ] {
-        let _ = channel
-            .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
-            .await;
-    }
-}
-
 fn main() {
     // RUST_LOG=aimbus_amqp=info shows what the bus does while the figures are taken.
     let _ = tracing_subscriber::fmt()
@@ -394,13 +372,10 @@ fn main() {
     bus_thread.join().unwrap();
     runtime.block_on(async {
         let names = Names::new(&namespace);
-        let connection = connect().await;
-        let queues = [
-            names.ingress(),
-            names.dead_letter_queue(),
-            names.system_queue("bench_001"),
-        ];
-        remove(&connection, &names, &queues).await;
+        let channel = connect().await.create_channel().await.unwrap();
+        topology::delete_namespace(&channel, &names, [names.system_queue("bench_001")])
+            .await
+            .unwrap();
     });
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1e3;
     println!(

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use aimbus_actors::{InProcessTransport, RegistryHandle, RouterHandle, TransportSet};
 use aimbus_amqp::envelope::{self, ERROR_HEADER};
+use aimbus_amqp::topology;
 use aimbus_amqp::{
     Bridge, BridgeSecurity, DeadLetters, INGRESS_ROUTING_KEY, Names, Publisher, Selection,
 };
@@ -14,7 +15,7 @@ use aimbus_client::{BusClient, HandlerError, SystemWorker, WorkerOptions, Worker
 use aimbus_core::{
     Codec, Config, Format, IntegrationMessage, Keyring, SEALED_FIELD, SigningKeys, SystemInfo,
 };
-use lapin::options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::options::BasicGetOptions;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::json;
 
@@ -182,28 +183,15 @@ impl AmqpBus {
             .await
             .unwrap();
         let channel = connection.create_channel().await.unwrap();
-        for queue in [
-            self.names.ingress(),
-            self.names.dead_letter_queue(),
+        let queues = [
             self.names.system_queue("hhni_101"),
             self.names.system_queue("late_001"),
             format!("{}.replies", self.names.ingress()),
             format!("{}.tap", self.names.ingress()),
-        ] {
-            let _ = channel
-                .queue_delete(queue.into(), QueueDeleteOptions::default())
-                .await;
-        }
-        for exchange in [
-            self.names.ingress(),
-            self.names.deliver(),
-            self.names.dead(),
-            self.names.events(),
-        ] {
-            let _ = channel
-                .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
-                .await;
-        }
+        ];
+        topology::delete_namespace(&channel, &self.names, queues)
+            .await
+            .unwrap();
     }
 }
 

@@ -2,7 +2,10 @@
 //! idempotent, so it runs at every start and after every reconnect.
 
 use aimbus_core::{AmqpConfig, QueueType, SystemInfo, interface};
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
 
@@ -26,14 +29,19 @@ fn durable_queue() -> QueueDeclareOptions {
     }
 }
 
-/// The bus's own exchanges and queues: ingress, deliver, dead letters, events.
-pub async fn declare_bus(channel: &Channel, names: &Names) -> Result<(), Error> {
-    let exchanges = [
+/// The bus's exchanges and their kinds.
+fn bus_exchanges(names: &Names) -> [(String, ExchangeKind); 4] {
+    [
         (names.ingress(), ExchangeKind::Direct),
         (names.deliver(), ExchangeKind::Topic),
         (names.dead(), ExchangeKind::Fanout),
         (names.events(), ExchangeKind::Topic),
-    ];
+    ]
+}
+
+/// The bus's own exchanges and queues: ingress, deliver, dead letters, events.
+pub async fn declare_bus(channel: &Channel, names: &Names) -> Result<(), Error> {
+    let exchanges = bus_exchanges(names);
     for (name, kind) in exchanges {
         channel
             .exchange_declare(name.into(), kind, durable_exchange(), FieldTable::default())
@@ -109,4 +117,26 @@ pub async fn declare_system_queue(
         )
         .await?;
     Ok(queue)
+}
+
+/// Deletes a namespace: the bus's queues, `other_queues` (systems' and clients'), and
+/// the bus's exchanges. What is already gone is skipped. Stop the bridge first, or its
+/// next reconnect declares the namespace again.
+pub async fn delete_namespace(
+    channel: &Channel,
+    names: &Names,
+    other_queues: impl IntoIterator<Item = String>,
+) -> Result<(), Error> {
+    let queues = [names.ingress(), names.dead_letter_queue()];
+    for queue in queues.into_iter().chain(other_queues) {
+        channel
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await?;
+    }
+    for (exchange, _) in bus_exchanges(names) {
+        channel
+            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+            .await?;
+    }
+    Ok(())
 }

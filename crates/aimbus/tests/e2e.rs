@@ -4,10 +4,10 @@
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use aimbus_amqp::Names;
+use aimbus_amqp::{Names, topology};
 use aimbus_client::BusClient;
 use aimbus_core::{Codec, Config, Format, IntegrationMessage, SystemsFile};
-use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::options::QueueDeleteOptions;
 use lapin::{Connection, ConnectionProperties};
 use serde_json::json;
 
@@ -258,21 +258,9 @@ async fn remove_namespace(config: &Config, namespace: &str) {
         .systems()
         .iter()
         .map(|s| names.system_queue(&s.system_id));
-    for queue in queues.chain([names.ingress(), names.dead_letter_queue()]) {
-        let _ = channel
-            .queue_delete(queue.into(), QueueDeleteOptions::default())
-            .await;
-    }
-    for exchange in [
-        names.ingress(),
-        names.deliver(),
-        names.dead(),
-        names.events(),
-    ] {
-        let _ = channel
-            .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
-            .await;
-    }
+    topology::delete_namespace(&channel, &names, queues)
+        .await
+        .unwrap();
 }
 
 /// Fault test: the process serving a system is killed (SIGKILL) in the middle of the
