@@ -481,16 +481,10 @@ async fn dead_letters_are_listed_and_replayed_once_their_cause_is_fixed() {
         .unwrap();
     let channel = connection.create_channel().await.unwrap();
     let replies = bus.replies_queue(&channel).await;
-    let publisher = Publisher::open(&connection).await.unwrap();
     let payload = json!({"q": "early"}).as_object().unwrap().clone();
     let mut early = IntegrationMessage::new("cmc_001", "late_001", "status_update", payload);
     early.reply_to = Some(replies.clone());
-    let (body, properties) =
-        envelope::encode(&bus.codec, Format::Json, &early, &Default::default()).unwrap();
-    publisher
-        .publish(&bus.names.ingress(), INGRESS_ROUTING_KEY, &body, properties)
-        .await
-        .unwrap();
+    bus.client().await.send(&early, Format::Json).await.unwrap();
 
     let dead = DeadLetters::open(&connection, bus.names.clone())
         .await
@@ -819,12 +813,9 @@ async fn sealed_payloads_cross_the_broker_opaque_and_tampered_ones_are_dead_lett
     );
     keyring.seal(&mut tampered).unwrap();
     tampered.target_system = "hhni".into();
-    let (body, properties) =
-        envelope::encode(&bus.codec, Format::Json, &tampered, &Default::default()).unwrap();
-    Publisher::open(&connection)
+    bus.client()
         .await
-        .unwrap()
-        .publish(&bus.names.ingress(), INGRESS_ROUTING_KEY, &body, properties)
+        .send(&tampered, Format::Json)
         .await
         .unwrap();
     let dead = DeadLetters::open(&connection, bus.names.clone())

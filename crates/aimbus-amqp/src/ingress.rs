@@ -45,24 +45,22 @@ pub async fn start(
             FieldTable::default(),
         )
         .await?;
-    let publisher = Publisher::open(connection).await?;
-    let forwarded = Arc::new(Mutex::new(DedupWindow::new(config.dedup_window)));
-    let delivery_limit = config.delivery_limit;
+    // Shared by every delivery's task: one reference count per message, no copies.
+    let work = Arc::new(Work {
+        publisher: Publisher::open(connection).await?,
+        names,
+        codec,
+        security,
+        router,
+        forwarded: Mutex::new(DedupWindow::new(config.dedup_window)),
+        delivery_limit: config.delivery_limit,
+    });
     Ok(tokio::spawn(async move {
         let _channel = channel;
         while let Some(delivery) = consumer.next().await {
             match delivery {
                 Ok(delivery) => {
-                    let work = Work {
-                        publisher: publisher.clone(),
-                        names: names.clone(),
-                        codec,
-                        security: security.clone(),
-                        router: router.clone(),
-                        forwarded: Arc::clone(&forwarded),
-                        delivery_limit,
-                    };
-                    tokio::spawn(work.handle(delivery));
+                    tokio::spawn(Arc::clone(&work).handle(delivery));
                 }
                 Err(error) => {
                     tracing::error!(%error, "ingress consumer stopped");
@@ -82,7 +80,7 @@ struct Work {
     /// Ids of messages already forwarded to their system: a redelivery or a republished
     /// copy of one is acknowledged, not forwarded again. (A request is routed again, so
     /// its sender gets its answer again; a dead letter may be replayed.)
-    forwarded: Arc<Mutex<DedupWindow<()>>>,
+    forwarded: Mutex<DedupWindow<()>>,
     delivery_limit: u32,
 }
 
@@ -98,7 +96,7 @@ enum Settle {
 }
 
 impl Work {
-    async fn handle(self, delivery: Delivery) {
+    async fn handle(self: Arc<Self>, delivery: Delivery) {
         if delivery.redelivered {
             ::metrics::counter!(metrics::REDELIVERIES).increment(1);
         }
