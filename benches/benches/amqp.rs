@@ -1,7 +1,11 @@
 //! 1 KiB persistent messages with confirms, publisher → `<ns>.ingress` → bus → system
 //! queue → SDK echo consumer, against a minimal raw lapin relay (consume one queue,
 //! publish to another with confirms, ack after the confirm) on the same broker, in the
-//! same run. Needs RabbitMQ on 127.0.0.1:5672.
+//! same run; then the bus path again with every message traced (100% sampled, exported
+//! over OTLP/gRPC to a receiver in the bench's own process, as a local collector would
+//! be) against tracing off. Each bus run is a process of its own with the subscriber
+//! `aimbus serve` installs, as a bus has one per process. Needs RabbitMQ on
+//! 127.0.0.1:5672.
 //!
 //! Run: `cargo bench -p aimbus-benches --bench amqp` (`-- --messages N` to resize).
 
@@ -15,6 +19,8 @@ use aimbus_amqp::topology;
 use aimbus_amqp::{Bridge, BridgeSecurity, INGRESS_ROUTING_KEY, Names, Publisher};
 use aimbus_client::{SystemWorker, WorkerOptions};
 use aimbus_core::{Codec, Config, Format, IntegrationMessage, SystemInfo};
+use aimbus_telemetry::Process;
+use aimbus_telemetry::receiver::Receiver;
 use chrono::Utc;
 use hdrhistogram::Histogram;
 use lapin::options::{
@@ -348,25 +354,54 @@ fn process_cpu_seconds(path: impl AsRef<std::path::Path>) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
-fn main() {
-    // RUST_LOG=aimbus_amqp=info shows what the bus does while the figures are taken.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .try_init();
-    let n = std::env::args()
-        .skip_while(|a| a != "--messages")
-        .nth(1)
-        .map_or(20_000, |v| v.parse().expect("--messages takes a number"));
+/// What one run of the bus path measured, as a child process reports it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct BusRun {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    cpu_us_per_msg: (f64, f64),
+}
+
+/// A child process's run of the bus path, exporting its spans to `otlp_endpoint` or not
+/// tracing at all: the subscriber is process-wide, so each setting gets a process.
+fn bus_run_in_child(n: usize, otlp_endpoint: Option<&str>) -> BusRun {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--messages", &n.to_string(), "--bus-run"])
+        .arg(otlp_endpoint.unwrap_or("untraced"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "the bus run failed: {output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let line = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("BUS_RUN "))
+        .unwrap_or_else(|| panic!("no BUS_RUN line in {stdout}"));
+    serde_json::from_str(line).unwrap()
+}
+
+/// The child's side: the bus path with the subscriber `aimbus serve` would install.
+fn bus_run(n: usize, otlp_endpoint: &str) {
+    let setting = match otlp_endpoint {
+        "untraced" => ("AIMBUS_MONITORING__ENABLE_TRACING", "false"),
+        endpoint => ("AIMBUS_TELEMETRY__OTLP_ENDPOINT", endpoint),
+    };
+    let config = Config::from_toml_str(
+        "bench",
+        "",
+        [(setting.0.to_owned(), setting.1.to_owned())],
+        ".".into(),
+    )
+    .unwrap();
+    let telemetry = aimbus_telemetry::init(&config, Process::Bus).unwrap();
     let namespace = format!("aimbus-bench-{}", std::process::id());
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let before_raw = CpuTimes::now();
-    let (raw_rate, raw) = runtime.block_on(raw_relay(&namespace, n));
-    let raw_cpu = CpuTimes::now().per_message_since(before_raw, n);
-    // The bus on its own actix thread; publisher and system on the runtime the relay used.
+    // The bus on its own actix thread; publisher and system on the runtime.
     let (bus_system, bus_thread) = start_bus(&namespace);
-    let before_bus = CpuTimes::now();
-    let (bus_rate, bus) = runtime.block_on(bus_path(&namespace, n));
-    let bus_cpu = CpuTimes::now().per_message_since(before_bus, n);
+    let before = CpuTimes::now();
+    let (rate, latencies) = runtime.block_on(bus_path(&namespace, n));
+    let cpu = CpuTimes::now().per_message_since(before, n);
     // Stopped first, or its reconnect loop would declare the namespace again.
     bus_system.stop();
     bus_thread.join().unwrap();
@@ -377,36 +412,74 @@ fn main() {
             .await
             .unwrap();
     });
+    // Flushes what is still queued.
+    drop(telemetry);
+    let ms = |q: f64| latencies.value_at_quantile(q) as f64 / 1e3;
+    let run = BusRun {
+        rate,
+        p50_ms: ms(0.5),
+        p99_ms: ms(0.99),
+        cpu_us_per_msg: cpu,
+    };
+    println!("BUS_RUN {}", serde_json::to_string(&run).unwrap());
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let n = args
+        .iter()
+        .skip_while(|a| *a != "--messages")
+        .nth(1)
+        .map_or(20_000, |v| v.parse().expect("--messages takes a number"));
+    if let Some(otlp_endpoint) = args.iter().skip_while(|a| *a != "--bus-run").nth(1) {
+        return bus_run(n, otlp_endpoint);
+    }
+    let namespace = format!("aimbus-bench-{}", std::process::id());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let before_raw = CpuTimes::now();
+    let (raw_rate, raw) = runtime.block_on(raw_relay(&namespace, n));
+    let raw_cpu = CpuTimes::now().per_message_since(before_raw, n);
+    let bus = bus_run_in_child(n, None);
+    let receiver = Receiver::start().unwrap();
+    let traced = bus_run_in_child(n, Some(&receiver.endpoint()));
+    let spans_exported = receiver.span_count();
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1e3;
     println!(
         "{n} messages of 1 KiB, persistent, confirmed; {PUBLISHERS} publishes and {PREFETCH} deliveries in flight"
     );
     println!(
-        "raw lapin relay  {raw_rate:>9.0} msg/s   p50 {:>7.2} ms   p99 {:>7.2} ms   CPU/msg: clients {:>5.0} µs, broker {:>5.0} µs",
+        "raw lapin relay   {raw_rate:>9.0} msg/s   p50 {:>7.2} ms   p99 {:>7.2} ms   CPU/msg: clients {:>5.0} µs, broker {:>5.0} µs",
         ms(&raw, 0.5),
         ms(&raw, 0.99),
         raw_cpu.0,
         raw_cpu.1
     );
+    for (label, run) in [("aimbus", &bus), ("aimbus, traced", &traced)] {
+        println!(
+            "{label:<17} {:>9.0} msg/s   p50 {:>7.2} ms   p99 {:>7.2} ms   CPU/msg: clients {:>5.0} µs, broker {:>5.0} µs",
+            run.rate, run.p50_ms, run.p99_ms, run.cpu_us_per_msg.0, run.cpu_us_per_msg.1
+        );
+    }
     println!(
-        "aimbus           {bus_rate:>9.0} msg/s   p50 {:>7.2} ms   p99 {:>7.2} ms   CPU/msg: clients {:>5.0} µs, broker {:>5.0} µs",
-        ms(&bus, 0.5),
-        ms(&bus, 0.99),
-        bus_cpu.0,
-        bus_cpu.1
+        "traced: 100% sampled, {} spans exported to the OTLP receiver",
+        spans_exported
     );
     let result = json!({
         "bench": "amqp",
         "messages": n,
         "raw_relay_msgs_per_sec": raw_rate,
-        "aimbus_msgs_per_sec": bus_rate,
-        "ratio": bus_rate / raw_rate,
+        "aimbus_msgs_per_sec": bus.rate,
+        "ratio": bus.rate / raw_rate,
         "raw_p50_ms": ms(&raw, 0.5),
         "raw_p99_ms": ms(&raw, 0.99),
-        "aimbus_p50_ms": ms(&bus, 0.5),
-        "aimbus_p99_ms": ms(&bus, 0.99),
+        "aimbus_p50_ms": bus.p50_ms,
+        "aimbus_p99_ms": bus.p99_ms,
         "raw_cpu_us_per_msg": {"clients": raw_cpu.0, "broker": raw_cpu.1},
-        "aimbus_cpu_us_per_msg": {"clients": bus_cpu.0, "broker": bus_cpu.1},
+        "aimbus_cpu_us_per_msg": {"clients": bus.cpu_us_per_msg.0, "broker": bus.cpu_us_per_msg.1},
+        "tracing_on_msgs_per_sec": traced.rate,
+        "tracing_on_p99_ms": traced.p99_ms,
+        "tracing_ratio": traced.rate / bus.rate,
+        "spans_exported": spans_exported,
     });
     println!("RESULT {result}");
 }

@@ -1,5 +1,7 @@
 //! A routed message (router → breaker → system actor → in-process echo → reply) against a
-//! bare actix chain with the same actor hops and no policies, in one process and runtime.
+//! bare actix chain with the same actor hops and no policies, in one process and runtime;
+//! then routing with the bus's logging subscriber, with tracing off and on (every message
+//! traced and exported over OTLP/gRPC to a receiver in this process).
 //!
 //! Run: `cargo bench -p aimbus-benches --bench route` (`-- --messages N` to resize).
 
@@ -11,6 +13,8 @@ use aimbus_actors::{
     DeliveryFailure, InProcessTransport, RegistryHandle, Reply, RouterHandle, TransportSet,
 };
 use aimbus_core::{Config, IntegrationMessage, SystemInfo};
+use aimbus_telemetry::Process;
+use aimbus_telemetry::receiver::Receiver;
 use hdrhistogram::Histogram;
 use serde_json::json;
 
@@ -154,9 +158,16 @@ async fn latency(client: &impl Client, samples: usize) -> Histogram<u64> {
     histogram
 }
 
+/// The bench's configuration, with environment-style overrides.
+fn config(overrides: &[(&str, &str)]) -> Config {
+    let env = overrides
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()));
+    Config::from_toml_str("bench", ROUTED_CONFIG, env, ".".into()).unwrap()
+}
+
 async fn start_routed() -> RouterHandle {
-    let config =
-        Arc::new(Config::from_toml_str("bench", ROUTED_CONFIG, Vec::new(), ".".into()).unwrap());
+    let config = Arc::new(config(&[]));
     let in_process = Arc::new(InProcessTransport::new());
     let system: SystemInfo = serde_json::from_value(json!({
         "system_id": "hhni_001", "system_type": "hhni", "name": "HHNI", "version": "1.0.0",
@@ -187,6 +198,29 @@ fn main() {
         let routed_latency = latency(&routed, samples).await;
         tokio::time::sleep(Duration::from_millis(10)).await;
 
+        // The bus's own subscriber (logs at INFO), tracing off and then on. Everything
+        // here runs on this thread, so a thread default covers the router and systems.
+        let receiver = Receiver::start().unwrap();
+        let untraced = config(&[("AIMBUS_MONITORING__ENABLE_TRACING", "false")]);
+        let traced = config(&[("AIMBUS_TELEMETRY__OTLP_ENDPOINT", &receiver.endpoint())]);
+        let (untraced, _) = aimbus_telemetry::subscriber(&untraced, Process::Bus).unwrap();
+        let (traced, export) = aimbus_telemetry::subscriber(&traced, Process::Bus).unwrap();
+        let (untraced_rate, traced_rate) = {
+            let _logging = tracing::subscriber::set_default(untraced);
+            throughput(&routed, messages / 10).await;
+            let untraced_rate = throughput(&routed, messages).await;
+            drop(_logging);
+            let _tracing = tracing::subscriber::set_default(traced);
+            throughput(&routed, messages / 10).await;
+            let traced_rate = throughput(&routed, messages).await;
+            (untraced_rate, traced_rate)
+        };
+        // Flushes what is still queued; spans the full queue dropped never arrive.
+        drop(export);
+        let traced_messages = (messages + messages / 10) / IN_FLIGHT * IN_FLIGHT;
+        let spans_expected = 2 * traced_messages;
+        let spans_received = receiver.span_count();
+
         let p = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1e3;
         println!(
             "messages {messages}, {IN_FLIGHT} in flight; latency over {samples} single messages"
@@ -201,6 +235,10 @@ fn main() {
             p(&routed_latency, 0.5),
             p(&routed_latency, 0.99)
         );
+        println!("routed, logging    {untraced_rate:>12.0} msg/s   (tracing off)");
+        println!(
+            "routed, tracing    {traced_rate:>12.0} msg/s   (100% sampled; {spans_received} of {spans_expected} spans exported, the rest dropped by the full export queue)"
+        );
         let result = json!({
             "bench": "route",
             "messages": messages,
@@ -213,6 +251,11 @@ fn main() {
             "routed_p50_us": p(&routed_latency, 0.5),
             "routed_p99_us": p(&routed_latency, 0.99),
             "p99_ratio": p(&routed_latency, 0.99) / p(&bare_latency, 0.99),
+            "tracing_off_msgs_per_sec": untraced_rate,
+            "tracing_on_msgs_per_sec": traced_rate,
+            "tracing_ratio": traced_rate / untraced_rate,
+            "spans_expected": spans_expected,
+            "spans_exported": spans_received,
         });
         println!("RESULT {result}");
     });

@@ -54,6 +54,22 @@ impl Error {
         }
     }
 
+    /// A stable one-word name of the kind of failure: the first word of a dead letter's
+    /// reason, and a failed span's `error.type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Registry(_) => "invalid",
+            Error::UnknownTarget(_) => "unknown_target",
+            Error::Expired { .. } => "expired",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::Overloaded { .. } => "overloaded",
+            Error::Unavailable { .. } => "unavailable",
+            Error::Timeout { .. } => "timeout",
+            Error::Delivery { .. } => "delivery",
+            Error::SystemActorDown(_) | Error::ActorStopped(_) => "failed",
+        }
+    }
+
     /// The registry error inside, if this is one.
     pub fn as_registry_error(&self) -> Option<&aimbus_core::Error> {
         match self {

@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use actix::prelude::*;
 use aimbus_core::{IntegrationMessage, SystemInfo};
 use chrono::{DateTime, Utc};
+use tracing::Instrument;
 
 use crate::transport::{DeliveryFailure, DeliveryMode, Reply, TransportSet};
 
@@ -95,13 +96,25 @@ impl SystemActor {
 /// The transport call runs beside the actor, so a slow system does not hold its mailbox.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Reply, DeliveryFailure>")]
-pub struct Deliver(pub Arc<IntegrationMessage>, pub DeliveryMode);
+pub struct Deliver {
+    pub message: Arc<IntegrationMessage>,
+    pub mode: DeliveryMode,
+    /// The attempt's span: the transport's work (an AMQP publish, an HTTP call) is its
+    /// child, though it starts in this actor's task.
+    pub span: tracing::Span,
+}
 
 impl Handler<Deliver> for SystemActor {
     type Result = ResponseFuture<Result<Reply, DeliveryFailure>>;
 
-    fn handle(&mut self, Deliver(message, mode): Deliver, _: &mut Context<Self>) -> Self::Result {
-        self.transports.deliver(&self.system, message, mode)
+    fn handle(&mut self, deliver: Deliver, _: &mut Context<Self>) -> Self::Result {
+        let Deliver {
+            message,
+            mode,
+            span,
+        } = deliver;
+        let delivery = span.in_scope(|| self.transports.deliver(&self.system, message, mode));
+        Box::pin(delivery.instrument(span))
     }
 }
 

@@ -58,6 +58,15 @@ pub enum DeliveryMode {
     Forward,
 }
 
+impl DeliveryMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryMode::Request => "request",
+            DeliveryMode::Forward => "forward",
+        }
+    }
+}
+
 /// Carries one message to one system and brings back its reply.
 pub trait Transport: Send + Sync + 'static {
     /// For logs and metrics: `in_process`, `amqp`, `rest_api`.

@@ -13,6 +13,7 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use tokio_stream::StreamExt;
+use tracing::Instrument;
 
 use crate::Error;
 use crate::bridge::BridgeSecurity;
@@ -21,6 +22,7 @@ use crate::envelope::{self, Routing};
 use crate::metrics;
 use crate::names::{INGRESS_ROUTING_KEY, Names};
 use crate::publisher::Publisher;
+use crate::trace_context;
 
 /// Starts consuming the ingress queue; the returned task ends with the connection.
 pub async fn start(
@@ -48,6 +50,7 @@ pub async fn start(
     // Shared by every delivery's task: one reference count per message, no copies.
     let work = Arc::new(Work {
         publisher: Publisher::open(connection).await?,
+        queue: names.ingress(),
         names,
         codec,
         security,
@@ -60,7 +63,8 @@ pub async fn start(
         while let Some(delivery) = consumer.next().await {
             match delivery {
                 Ok(delivery) => {
-                    tokio::spawn(Arc::clone(&work).handle(delivery));
+                    let span = trace_context::process_span(&work.queue, &delivery);
+                    tokio::spawn(Arc::clone(&work).handle(delivery).instrument(span));
                 }
                 Err(error) => {
                     tracing::error!(%error, "ingress consumer stopped");
@@ -73,6 +77,8 @@ pub async fn start(
 
 struct Work {
     publisher: Publisher,
+    /// The ingress queue's name, which its process spans carry.
+    queue: String,
     names: Names,
     codec: Codec,
     security: BridgeSecurity,
@@ -236,14 +242,14 @@ impl Work {
                 }
                 let reason = format!(
                     "delivery_limit: {failed} deliveries failed (last: {}: {error})",
-                    reason_kind(&error)
+                    error.kind()
                 );
                 self.dead_letter(delivery, &reason)
                     .await
                     .map(|()| Settle::Ack)
             }
             Err(error) => {
-                let reason = format!("{}: {error}", reason_kind(&error));
+                let reason = format!("{}: {error}", error.kind());
                 self.dead_letter(delivery, &reason)
                     .await
                     .map(|()| Settle::Ack)
@@ -284,19 +290,4 @@ const MAX_REQUEUE_PAUSE: Duration = Duration::from_secs(10);
 /// now), as opposed to what is wrong with the message itself.
 fn is_transient(error: &RouteError) -> bool {
     error.is_retryable() || matches!(error, RouteError::Overloaded { .. })
-}
-
-/// The first word of a dead letter's reason, a stable kind to filter on.
-fn reason_kind(error: &RouteError) -> &'static str {
-    match error {
-        RouteError::Registry(_) => "invalid",
-        RouteError::UnknownTarget(_) => "unknown_target",
-        RouteError::Expired { .. } => "expired",
-        RouteError::RateLimited { .. } => "rate_limited",
-        RouteError::Overloaded { .. } => "overloaded",
-        RouteError::Unavailable { .. } => "unavailable",
-        RouteError::Timeout { .. } => "timeout",
-        RouteError::Delivery { .. } => "delivery",
-        _ => "failed",
-    }
 }

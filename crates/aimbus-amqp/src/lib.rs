@@ -14,6 +14,7 @@ mod names;
 mod publisher;
 mod replies;
 pub mod topology;
+pub mod trace_context;
 mod transport;
 
 pub use bridge::{Bridge, BridgeSecurity};

@@ -3,7 +3,10 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::AMQPValue;
 use lapin::{BasicProperties, Channel, Connection};
 
+use tracing::Instrument;
+
 use crate::envelope::ERROR_HEADER;
+use crate::trace_context;
 use crate::{Error, Names, metrics};
 
 /// Publishes with publisher confirms and `mandatory`: a publish succeeds only once the
@@ -28,6 +31,25 @@ impl Publisher {
     }
 
     pub async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), Error> {
+        let span = trace_context::publish_span(exchange, routing_key, &properties);
+        let properties = span.in_scope(|| trace_context::with_current_context(properties));
+        let published = self
+            .confirmed(exchange, routing_key, body, properties)
+            .instrument(span.clone())
+            .await;
+        if published.is_err() {
+            trace_context::mark_failed(&span);
+        }
+        published
+    }
+
+    async fn confirmed(
         &self,
         exchange: &str,
         routing_key: &str,

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aimbus_amqp::envelope::{self, OUTCOME_HEADER, Routing};
-use aimbus_amqp::{DedupWindow, Names, Publisher, topology};
+use aimbus_amqp::{DedupWindow, Names, Publisher, topology, trace_context};
 use aimbus_core::{AmqpConfig, Codec, IntegrationMessage, Keyring, SystemInfo};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
@@ -12,6 +12,7 @@ use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use serde_json::{Map, Value, json};
 use tokio_stream::StreamExt;
+use tracing::Instrument;
 
 use crate::Error;
 
@@ -189,7 +190,10 @@ impl SystemWorker {
             while let Some(Ok(delivery)) = consumer.next().await {
                 let shared = Arc::clone(shared);
                 let publisher = publisher.clone();
-                tokio::spawn(async move {
+                // The handler runs in this span: its own spans, and the reply's publish,
+                // are children of the bus's publish that brought the message.
+                let span = trace_context::process_span(&queue, &delivery);
+                let work = async move {
                     let requeue = BasicNackOptions {
                         requeue: true,
                         ..BasicNackOptions::default()
@@ -217,7 +221,8 @@ impl SystemWorker {
                     if let Err(error) = settled {
                         tracing::warn!(%error, "acknowledgement failed; the broker will redeliver");
                     }
-                });
+                };
+                tokio::spawn(work.instrument(span));
             }
         };
         tokio::select! {

@@ -15,9 +15,10 @@ pub use codec::{Codec, Compression, DecodeLimits, Format, GZIP, MAX_SUPPORTED_DE
 pub use config::{
     AmqpConfig, AuthenticationMethod, CachingConfig, CircuitBreakerConfig, Config, CoreConfig,
     ENV_PREFIX, EncryptionAlgorithm, EvictionPolicy, FallbackConfig, GatewayConfig, JwtAlgorithm,
-    LimitsConfig, LoadBalancingAlgorithm, LoadBalancingConfig, LogLevel, MonitoringConfig,
-    PerformanceConfig, QueueType, RateLimitingConfig, RegistryConfig, SecurityConfig,
-    SlidingWindowType, SupervisionConfig, SystemsFile,
+    LimitsConfig, LoadBalancingAlgorithm, LoadBalancingConfig, LogFormat, LogLevel,
+    MonitoringConfig, OtlpProtocol, PerformanceConfig, QueueType, RateLimitingConfig,
+    RegistryConfig, SecurityConfig, SlidingWindowType, SupervisionConfig, SystemsFile,
+    TelemetryConfig,
 };
 pub use crypto::{Keyring, SEALED_FIELD, new_keyring_text};
 pub use error::{Error, ErrorKind};

@@ -12,6 +12,7 @@ mod rest_transport;
 mod routes;
 mod server;
 mod state;
+mod trace;
 
 pub use auth::{Authenticator, Caller, Role, SECRET_ENV, TokenRequest, load_or_create_secret};
 pub use error::Error;

@@ -12,6 +12,7 @@ use aimbus_core::{IntegrationMessage, PerformanceConfig, SystemInfo, interface};
 use reqwest::StatusCode;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use tracing::Instrument;
 
 /// The message type the health monitor sends; over REST it becomes `GET /health`.
 const HEALTH_CHECK: &str = "health_check";
@@ -68,9 +69,14 @@ impl Transport for RestTransport {
         let base = base.trim_end_matches('/').to_owned();
         let client = self.client.clone();
         Box::pin(async move {
+            let span;
             let request = if message.message_type == HEALTH_CHECK {
-                client.get(format!("{base}/health"))
+                let url = format!("{base}/health");
+                span = client_span("GET", &url);
+                client.get(url)
             } else {
+                let url = format!("{base}/api/v1/messages");
+                span = client_span("POST", &url);
                 let wire = WireMessage {
                     message_id: &message.message_id,
                     source_system: &message.source_system,
@@ -81,18 +87,31 @@ impl Transport for RestTransport {
                     priority: message.priority,
                 };
                 client
-                    .post(format!("{base}/api/v1/messages"))
+                    .post(url)
                     .header("X-Message-ID", message.message_id.as_str())
                     .header("X-Source-System", message.source_system.as_str())
                     .header("X-Target-System", message.target_system.as_str())
                     .header("X-Message-Type", message.message_type.as_str())
                     .json(&wire)
             };
-            let response = request
-                .send()
-                .await
-                .map_err(|e| DeliveryFailure::Unreachable(format!("{base}: {e}")))?;
+            let request = span.in_scope(|| {
+                aimbus_telemetry::context_headers()
+                    .into_iter()
+                    .fold(request, |request, (name, value)| {
+                        request.header(name, value)
+                    })
+            });
+            let response = request.send().instrument(span.clone()).await.map_err(|e| {
+                span.record("otel.status_code", "error");
+                span.record("error.type", "unreachable");
+                DeliveryFailure::Unreachable(format!("{base}: {e}"))
+            })?;
             let status = response.status();
+            span.record("http.response.status_code", status.as_u16());
+            if !status.is_success() {
+                span.record("otel.status_code", "error");
+                span.record("error.type", status.as_str());
+            }
             let body = response
                 .bytes()
                 .await
@@ -108,6 +127,23 @@ impl Transport for RestTransport {
             Ok(Reply::new(reply_payload(&body)))
         })
     }
+}
+
+/// The span of one call to a system, as OpenTelemetry's HTTP client conventions name it.
+fn client_span(method: &str, url: &str) -> tracing::Span {
+    let parsed = url::Url::parse(url).ok();
+    tracing::debug_span!(
+        "http_client",
+        otel.name = method,
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = method,
+        url.full = url,
+        server.address = parsed.as_ref().and_then(|u| u.host_str()),
+        server.port = parsed.as_ref().and_then(|u| u.port_or_known_default()),
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
 }
 
 /// Another attempt may succeed after these; other refusals would repeat.

@@ -5,7 +5,7 @@ use actix_web::dev::Server;
 use actix_web::middleware::{Compress, Condition};
 use actix_web::{App, HttpServer, web};
 
-use crate::{Error, Gateway, metrics, routes};
+use crate::{Error, Gateway, metrics, routes, trace};
 
 /// Serves the gateway on `listener` (tests pass one bound to `127.0.0.1:0`) until the
 /// returned server is stopped. Signals are left to the caller, which owns shutdown.
@@ -21,6 +21,8 @@ pub fn run(listener: TcpListener, gateway: Arc<Gateway>) -> Result<Server, Error
             .app_data(data.clone())
             .wrap(Condition::new(compress, Compress::default()))
             .wrap(actix_web::middleware::from_fn(metrics::record_request))
+            // Outermost, so the span covers everything the request does.
+            .wrap(actix_web::middleware::from_fn(trace::trace_request))
             .configure(routes::configure)
     })
     .disable_signals()

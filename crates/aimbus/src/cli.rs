@@ -79,6 +79,9 @@ pub enum SystemsCommand {
     Query(QueryCommand),
     /// Run configured systems as simulated workers over RabbitMQ, until Ctrl-C.
     Simulate(SimulateArgs),
+    /// Send `health_check` straight to systems' queues and wait for their workers'
+    /// answers; exits 1 if any does not answer healthy (a container healthcheck).
+    Ping(PingArgs),
 }
 
 /// Questions about the configured registry.
@@ -105,14 +108,30 @@ pub enum QueryCommand {
     },
 }
 
+/// Which configured systems a command is about.
 #[derive(Debug, Args)]
-pub struct SimulateArgs {
-    /// Simulate every configured system.
+pub struct SystemSelection {
+    /// Every configured system.
     #[arg(long, conflicts_with = "system")]
     pub all: bool,
-    /// Simulate this system (repeat for several).
+    /// This system (repeat for several).
     #[arg(long = "system", value_name = "ID")]
     pub system: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PingArgs {
+    #[command(flatten)]
+    pub systems: SystemSelection,
+    /// How long each system has to answer, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    #[command(flatten)]
+    pub systems: SystemSelection,
     /// Time each answer takes, in milliseconds.
     #[arg(long, default_value_t = 5)]
     pub latency_ms: u64,

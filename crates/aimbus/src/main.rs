@@ -5,18 +5,18 @@
 mod cli;
 mod dlq;
 mod keyring;
+mod ping;
 mod serve;
 mod signals;
 mod simulate;
 mod systems;
 mod token;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use aimbus_core::{Config, LogLevel, SystemsFile};
+use aimbus_core::{Config, SystemsFile};
+use aimbus_telemetry::Process;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command, SystemsCommand};
 
@@ -38,7 +38,19 @@ fn main() -> ExitCode {
         Ok(systems) => systems,
         Err(error) => return config_failure(&error),
     };
-    init_logging(config.monitoring().log_level);
+    let process = match cli.command {
+        Command::Serve => Process::Bus,
+        Command::Systems(SystemsCommand::Simulate(_)) => Process::Systems,
+        _ => Process::Command,
+    };
+    // Kept to the end of main: dropping it flushes the spans still queued.
+    let _telemetry = match aimbus_telemetry::init(&config, process) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("error: invalid configuration: {error}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
     let needs_tokens = matches!(cli.command, Command::Serve | Command::Token(_));
     let authenticator = if needs_tokens {
         match token::authenticator(&config) {
@@ -60,6 +72,7 @@ fn main() -> ExitCode {
         (Command::Systems(SystemsCommand::Simulate(args)), _) => {
             simulate::run(&config, &systems, &args)
         }
+        (Command::Systems(SystemsCommand::Ping(args)), _) => ping::run(&config, &systems, &args),
         (Command::Systems(SystemsCommand::Query(query)), _) => {
             systems::run(systems.registry(), query)
         }
@@ -82,16 +95,4 @@ fn main() -> ExitCode {
 fn config_failure(error: &aimbus_core::Error) -> ExitCode {
     eprintln!("error: invalid configuration: {error}");
     ExitCode::from(EXIT_BAD_CONFIG)
-}
-
-/// Logs go to standard error, so `systems … --json` output stays clean; RUST_LOG, when
-/// set, wins over the configured level.
-fn init_logging(level: LogLevel) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(level.as_str().to_ascii_lowercase()));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
 }

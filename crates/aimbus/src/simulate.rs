@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use aimbus_client::{HandlerError, SystemWorker, WorkerOptions};
-use aimbus_core::{Config, IntegrationMessage, SystemInfo, SystemsFile};
-use anyhow::{Context, bail, ensure};
+use aimbus_core::{Config, IntegrationMessage, SystemsFile};
+use anyhow::ensure;
 use serde_json::{Map, Value, json};
 
 use crate::cli::SimulateArgs;
@@ -18,23 +18,7 @@ pub fn run(config: &Config, systems: &SystemsFile, args: &SimulateArgs) -> anyho
         "--failure-rate {} is out of range: give a share from 0.0 to 1.0",
         args.failure_rate
     );
-    let chosen: Vec<SystemInfo> = if args.all {
-        systems.systems().to_vec()
-    } else {
-        if args.system.is_empty() {
-            bail!("name the systems to simulate with --system ID, or give --all");
-        }
-        args.system
-            .iter()
-            .map(|id| {
-                systems
-                    .registry()
-                    .get(id)
-                    .cloned()
-                    .with_context(|| format!("system `{id}` is not configured"))
-            })
-            .collect::<anyhow::Result<_>>()?
-    };
+    let chosen = crate::systems::selected(systems, &args.systems)?;
     let options = WorkerOptions {
         amqp: config.amqp().clone(),
         keyring: crate::keyring::load(config)?,

@@ -2,12 +2,12 @@
 
 use std::io::Write;
 
-use aimbus_core::{Registry, SystemInfo, SystemType};
+use aimbus_core::{Registry, SystemInfo, SystemType, SystemsFile};
 use anyhow::Context;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;
 
-use crate::cli::{ListFilter, QueryCommand};
+use crate::cli::{ListFilter, QueryCommand, SystemSelection};
 
 pub fn run(registry: &Registry, command: QueryCommand) -> anyhow::Result<()> {
     let text = match command {
@@ -61,6 +61,24 @@ fn filtered<'r>(
         systems.retain(|s| s.interfaces.contains_key(kind));
     }
     Ok(systems)
+}
+
+/// The systems a command names: all of them, or those given by id.
+pub fn selected(
+    systems: &SystemsFile,
+    selection: &SystemSelection,
+) -> anyhow::Result<Vec<SystemInfo>> {
+    if selection.all {
+        return Ok(systems.systems().to_vec());
+    }
+    if selection.system.is_empty() {
+        anyhow::bail!("name the systems with --system ID, or give --all");
+    }
+    selection
+        .system
+        .iter()
+        .map(|id| known(systems.registry(), id).cloned())
+        .collect()
 }
 
 fn known<'r>(registry: &'r Registry, system_id: &str) -> anyhow::Result<&'r SystemInfo> {

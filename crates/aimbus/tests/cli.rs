@@ -245,7 +245,9 @@ fn serve_registers_the_default_systems_and_stops_on_sigterm() {
             serving = line.to_owned();
         },
     );
-    assert!(serving.contains("systems=11"), "{serving}");
+    // Standard error is a pipe here, so the log is JSON, one event per line.
+    let serving: serde_json::Value = serde_json::from_str(&serving).unwrap();
+    assert_eq!(serving["fields"]["systems"], 11, "{serving}");
     assert_eq!(registered, 11);
     let gateway = gateway.expect("serve logs where its gateway listens");
     assert!(http_get(&gateway, "/healthz").starts_with("HTTP/1.1 200"));

@@ -416,3 +416,297 @@ async fn dlq_commands_list_and_replay_dead_letters() {
     common::terminate(serve);
     remove_namespace(&config, &namespace).await;
 }
+
+/// One message posted over HTTP and delivered over RabbitMQ to a simulated system is one
+/// trace, as a real OTLP receiver gets it from both processes: the caller's
+/// `traceparent` continued by the gateway, then route → attempt → publish, then the
+/// system's process span (a child of the publish, across the broker) → its reply's
+/// publish. A message sent with `Prefer: respond-async` crosses the ingress queue the
+/// same way, and reaches its system's queue with `traceparent`, `tracestate` and
+/// `baggage` in its headers.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_message_is_one_trace_across_http_and_rabbitmq() {
+    use aimbus_telemetry::receiver::{ReceivedSpan, Receiver};
+
+    let receiver = Receiver::start().unwrap();
+    let endpoint = receiver.endpoint();
+    let namespace = format!("aimbus-trace-{}", uuid::Uuid::new_v4().simple());
+    let (_dir, path) = config_in(&namespace);
+    let exporting = [
+        ("AIMBUS_TELEMETRY__OTLP_ENDPOINT", endpoint.as_str()),
+        ("AIMBUS_TELEMETRY__EXPORT_INTERVAL_MS", "100"),
+    ];
+    let (serve, gateway) = start_logging(
+        &path,
+        &namespace,
+        &["serve"],
+        "aimbus is serving",
+        &exporting,
+    );
+    let gateway = format!(
+        "http://{}",
+        gateway.expect("serve logs its gateway address")
+    );
+    let simulate = start_with(
+        &path,
+        &namespace,
+        &["systems", "simulate", "--system", "hhni_001"],
+        "simulated systems serving",
+        &exporting,
+    );
+    let token = mint(&path, "cmc_001", "publisher");
+    let http = reqwest::Client::new();
+    let post = |message: &serde_json::Value, trace_id: &str, respond_async: bool| {
+        let mut request = http
+            .post(format!("{gateway}/api/v1/messages"))
+            .bearer_auth(&token)
+            .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+            .header("tracestate", "vendor=opaque")
+            .header("baggage", "tenant=aimos-test")
+            .json(message);
+        if respond_async {
+            request = request.header("Prefer", "respond-async");
+        }
+        request.send()
+    };
+
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let message_id = uuid::Uuid::new_v4().to_string();
+    let message = json!({
+        "message_id": message_id,
+        "source_system": "cmc_001", "target_system": "hhni_001",
+        "message_type": "data_request", "payload": {"query": "traced"},
+    });
+    let response = post(&message, &trace_id, false).await.unwrap();
+    assert_eq!(response.status(), 200);
+
+    let in_trace = |spans: &[ReceivedSpan], id: &str| -> Vec<ReceivedSpan> {
+        spans.iter().filter(|s| s.trace_id == id).cloned().collect()
+    };
+    let spans = receiver.wait_for(Duration::from_secs(30), |spans| {
+        in_trace(spans, &trace_id).len() >= 6
+    });
+    let spans = in_trace(&spans, &trace_id);
+    let find = |kind: &str, name: &str| -> ReceivedSpan {
+        spans
+            .iter()
+            .find(|s| s.kind == kind && s.name == name)
+            .unwrap_or_else(|| panic!("no {kind} span `{name}` in {spans:#?}"))
+            .clone()
+    };
+    let server = find("server", "POST /api/v1/messages");
+    let route = find("internal", "route data_request");
+    let attempt = find("internal", "attempt hhni_001");
+    let publish = find("producer", &format!("publish {namespace}.deliver"));
+    let process = find("consumer", &format!("process {namespace}.system.hhni_001"));
+    let answer = spans
+        .iter()
+        .find(|s| s.kind == "producer" && s.parent_span_id == process.span_id)
+        .unwrap_or_else(|| panic!("no reply publish under the system's span: {spans:#?}"));
+
+    // Parentage, across the broker and the two processes.
+    assert_eq!(server.parent_span_id, "00f067aa0ba902b7");
+    assert_eq!(route.parent_span_id, server.span_id);
+    assert_eq!(attempt.parent_span_id, route.span_id);
+    assert_eq!(publish.parent_span_id, attempt.span_id);
+    assert_eq!(process.parent_span_id, publish.span_id);
+    assert_eq!(server.service_name, "aimbus");
+    assert_eq!(publish.service_name, "aimbus");
+    assert_eq!(process.service_name, "aimbus-systems");
+    assert_eq!(answer.service_name, "aimbus-systems");
+    // The caller's tracestate travels with the context, over HTTP and AMQP alike.
+    assert_eq!(server.trace_state, "vendor=opaque");
+    assert_eq!(process.trace_state, "vendor=opaque");
+    assert!(spans.iter().all(|s| !s.failed), "{spans:#?}");
+
+    // Attributes: HTTP and messaging conventions, and the router's decisions.
+    let expect = |span: &ReceivedSpan, pairs: &[(&str, &str)]| {
+        for (key, value) in pairs {
+            assert_eq!(span.attribute(key), Some(*value), "{key} on {span:#?}");
+        }
+    };
+    expect(
+        &server,
+        &[
+            ("http.request.method", "POST"),
+            ("http.route", "/api/v1/messages"),
+            ("url.path", "/api/v1/messages"),
+            ("http.response.status_code", "200"),
+        ],
+    );
+    expect(
+        &route,
+        &[
+            ("aimbus.message_id", message_id.as_str()),
+            ("aimbus.message_type", "data_request"),
+            ("aimbus.source_system", "cmc_001"),
+            ("aimbus.target_system", "hhni_001"),
+            ("aimbus.served_by", "hhni_001"),
+            ("aimbus.outcome", "delivered"),
+            ("aimbus.fallback", "false"),
+        ],
+    );
+    expect(
+        &attempt,
+        &[
+            // The attempt that delivered is the last (one may have found the system
+            // not yet taking traffic, before its first health check).
+            (
+                "aimbus.attempt",
+                route.attribute("aimbus.attempts").unwrap(),
+            ),
+            ("aimbus.system_id", "hhni_001"),
+            ("aimbus.breaker.state", "closed"),
+        ],
+    );
+    let deliver = format!("{namespace}.deliver");
+    expect(
+        &publish,
+        &[
+            ("messaging.system", "rabbitmq"),
+            ("messaging.operation.type", "send"),
+            ("messaging.destination.name", deliver.as_str()),
+            (
+                "messaging.rabbitmq.destination.routing_key",
+                "hhni.hhni_001",
+            ),
+        ],
+    );
+    let system_queue = format!("{namespace}.system.hhni_001");
+    expect(
+        &process,
+        &[
+            ("messaging.system", "rabbitmq"),
+            ("messaging.operation.type", "process"),
+            ("messaging.destination.name", system_queue.as_str()),
+        ],
+    );
+
+    // Enqueued over HTTP with a reply_to: the trace crosses the ingress queue, reaches
+    // the system, and its context (baggage too) comes back with the reply.
+    let config = Config::load(&path, Vec::new()).unwrap();
+    let connection = Connection::connect(&config.amqp().url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let replies = format!("{namespace}.trace-replies");
+    channel
+        .queue_declare(
+            replies.as_str().into(),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let queued_trace = uuid::Uuid::new_v4().simple().to_string();
+    let mut queued = message.clone();
+    queued["message_id"] = json!(uuid::Uuid::new_v4().to_string());
+    queued["reply_to"] = json!(replies);
+    // Another question: the same one would be answered from the response cache.
+    queued["payload"] = json!({"query": "traced, queued"});
+    let response = post(&queued, &queued_trace, true).await.unwrap();
+    assert_eq!(response.status(), 202);
+    let mut answer = None;
+    for _ in 0..600 {
+        let get = lapin::options::BasicGetOptions { no_ack: true };
+        answer = channel
+            .basic_get(replies.as_str().into(), get)
+            .await
+            .unwrap();
+        if answer.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answer = answer.expect("the enqueued message was routed and answered");
+    let header = |name: &str| aimbus_amqp::envelope::header(&answer.delivery.properties, name);
+    let traceparent = header("traceparent").expect("the reply carries its trace context");
+    assert!(
+        traceparent.starts_with(&format!("00-{queued_trace}-")),
+        "{traceparent}"
+    );
+    assert_eq!(header("tracestate").as_deref(), Some("vendor=opaque"));
+    assert_eq!(header("baggage").as_deref(), Some("tenant=aimos-test"));
+
+    // Each process exports on its own: wait for the last span of each (the ingress's
+    // ends after the reply it publishes).
+    let ingress_span = format!("process {namespace}.ingress");
+    let spans = receiver.wait_for(Duration::from_secs(30), |spans| {
+        let spans = in_trace(spans, &queued_trace);
+        spans.iter().any(|s| s.name == ingress_span)
+            && spans
+                .iter()
+                .any(|s| s.service_name == "aimbus-systems" && s.kind == "consumer")
+    });
+    let spans = in_trace(&spans, &queued_trace);
+    let child_of = |parent: &ReceivedSpan, kind: &str| -> ReceivedSpan {
+        spans
+            .iter()
+            .find(|s| s.parent_span_id == parent.span_id && s.kind == kind)
+            .unwrap_or_else(|| panic!("no {kind} child of {parent:#?} in {spans:#?}"))
+            .clone()
+    };
+    let server = spans.iter().find(|s| s.kind == "server").unwrap();
+    let enqueue = child_of(server, "producer");
+    assert_eq!(enqueue.name, format!("publish {namespace}.ingress"));
+    let ingress = child_of(&enqueue, "consumer");
+    assert_eq!(ingress.name, ingress_span);
+    let route = child_of(&ingress, "internal");
+    assert_eq!(route.name, "route data_request");
+    let attempt = child_of(&route, "internal");
+    let deliver = child_of(&attempt, "producer");
+    let process = child_of(&deliver, "consumer");
+    assert_eq!(process.service_name, "aimbus-systems");
+    assert_eq!(process.trace_state, "vendor=opaque");
+
+    let _ = channel
+        .queue_delete(replies.as_str().into(), QueueDeleteOptions::default())
+        .await;
+    common::terminate(simulate);
+    common::terminate(serve);
+    remove_namespace(&config, &namespace).await;
+}
+
+/// `aimbus systems ping` asks workers directly: a simulated system answers healthy, a
+/// system nobody serves fails the command.
+#[tokio::test(flavor = "multi_thread")]
+async fn systems_ping_asks_the_workers_themselves() {
+    let namespace = format!("aimbus-ping-{}", uuid::Uuid::new_v4().simple());
+    let (_dir, path) = config_in(&namespace);
+    // The bus declares the delivery exchange the checks are published to.
+    let serve = start(&path, &namespace, &["serve"], "aimbus is serving");
+    let simulate = start(
+        &path,
+        &namespace,
+        &["systems", "simulate", "--system", "hhni_001"],
+        "simulated systems serving",
+    );
+    let ping = |args: &[&str]| {
+        common::aimbus_command()
+            .arg("--config")
+            .arg(&path)
+            .args(["systems", "ping"])
+            .args(args)
+            .env("AIMBUS_AMQP__NAMESPACE", &namespace)
+            .output()
+            .unwrap()
+    };
+    let healthy = ping(&["--system", "hhni_001"]);
+    assert!(healthy.status.success(), "{healthy:?}");
+    assert_eq!(String::from_utf8_lossy(&healthy.stdout), "hhni_001 ok\n");
+    let unserved = ping(&[
+        "--system",
+        "hhni_001",
+        "--system",
+        "vif_001",
+        "--timeout-ms",
+        "1000",
+    ]);
+    assert_eq!(unserved.status.code(), Some(1), "{unserved:?}");
+    let stdout = String::from_utf8_lossy(&unserved.stdout);
+    assert!(stdout.starts_with("hhni_001 ok\nvif_001 "), "{unserved:?}");
+    common::terminate(simulate);
+    common::terminate(serve);
+    let config = Config::load(&path, Vec::new()).unwrap();
+    remove_namespace(&config, &namespace).await;
+}

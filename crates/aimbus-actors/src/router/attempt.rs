@@ -8,6 +8,7 @@ use std::time::Duration;
 use aimbus_core::IntegrationMessage;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::Error;
 use crate::breaker::{BreakerHandle, BreakerPermit};
@@ -95,13 +96,29 @@ impl Attempt {
         message: Arc<IntegrationMessage>,
         timeout: Duration,
         mode: DeliveryMode,
+        number: u32,
     ) -> Result<Reply, Error> {
         let started = Instant::now();
         let system_id = &*self.instance.id;
+        let span = tracing::debug_span!(
+            "attempt",
+            otel.name = %format_args!("attempt {system_id}"),
+            otel.status_code = tracing::field::Empty,
+            aimbus.attempt = number,
+            aimbus.system_id = system_id,
+            aimbus.breaker.state = self.instance.breaker.state().as_str(),
+            error.type = tracing::field::Empty,
+        );
         let result = match directory.get(system_id) {
             None => Err(Error::SystemActorDown(system_id.to_owned())),
             Some(addr) => {
-                match tokio::time::timeout_at(started + timeout, addr.send(Deliver(message, mode)))
+                let delivered = addr.send(Deliver {
+                    message,
+                    mode,
+                    span: span.clone(),
+                });
+                match tokio::time::timeout_at(started + timeout, delivered)
+                    .instrument(span.clone())
                     .await
                 {
                     Err(_) => Err(Error::Timeout {
@@ -133,6 +150,10 @@ impl Attempt {
         );
         if let Some(permit) = self.breaker.take() {
             permit.finish(healthy, started, finished);
+        }
+        if let Err(error) = &result {
+            span.record("otel.status_code", "error");
+            span.record("error.type", error.kind());
         }
         result
     }

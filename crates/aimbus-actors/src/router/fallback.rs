@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use aimbus_core::{IntegrationMessage, IntegrationStatus, SystemInfo};
+use tracing::Instrument;
 
 use super::Routed;
 use super::attempt::{Attempt, Instances};
@@ -75,6 +76,8 @@ pub struct Fallback {
     /// Time allowed for each stand-in's answer.
     pub timeout: Duration,
     pub mode: DeliveryMode,
+    /// The route's span, which the stand-ins' attempts are children of.
+    pub span: tracing::Span,
 }
 
 impl Handler<Fallback> for FallbackActor {
@@ -97,14 +100,21 @@ impl Handler<Fallback> for FallbackActor {
         };
         let directory = self.directory.clone();
         let (timeout, mode, breakers) = (request.timeout, request.mode, self.breakers);
-        Box::pin(async move {
+        let span = request.span.clone();
+        let stand_ins = async move {
             let mut last = None;
             for (tried, instance) in candidates.into_iter().enumerate() {
                 let Ok(attempt) = Attempt::acquire(&instance, breakers) else {
                     continue;
                 };
                 match attempt
-                    .run(&directory, request.message.clone(), timeout, mode)
+                    .run(
+                        &directory,
+                        request.message.clone(),
+                        timeout,
+                        mode,
+                        tried as u32 + 1,
+                    )
                     .await
                 {
                     Ok(reply) => {
@@ -130,7 +140,8 @@ impl Handler<Fallback> for FallbackActor {
                 reason,
                 retry_after: request.retry_after,
             })
-        })
+        };
+        Box::pin(stand_ins.instrument(span))
     }
 }
 

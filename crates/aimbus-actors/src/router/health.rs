@@ -111,17 +111,23 @@ impl HealthMonitor {
             IntegrationMessage::new("aimbus", system.system_id.clone(), "health_check", payload);
         // A check nobody answered in time is worthless: queues may drop it then.
         message.ttl_ms = Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+        // Each check is a trace of its own, so a failing system's checks can be read.
+        let span = tracing::debug_span!(
+            "health_check",
+            otel.name = %format_args!("health_check {}", system.system_id),
+            aimbus.system_id = %system.system_id,
+        );
         async move {
             let started = Instant::now();
             let probe = match addr {
                 None => Probe::Unreachable("the system's actor is not running".into()),
                 Some(addr) => {
-                    match tokio::time::timeout(
-                        timeout,
-                        addr.send(Deliver(Arc::new(message), DeliveryMode::Request)),
-                    )
-                    .await
-                    {
+                    let delivered = addr.send(Deliver {
+                        message: Arc::new(message),
+                        mode: DeliveryMode::Request,
+                        span,
+                    });
+                    match tokio::time::timeout(timeout, delivered).await {
                         Err(_) => Probe::Failed(format!("no answer within {timeout:?}")),
                         Ok(Err(_)) => Probe::Unreachable("the system's actor stopped".into()),
                         Ok(Ok(Err(DeliveryFailure::Unreachable(reason)))) => {

@@ -23,6 +23,7 @@ use tokio::sync::{Semaphore, broadcast};
 use tokio::time::Instant;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tracing::Instrument;
 
 pub use attempt::{Instance, Refusal};
 pub use balance::{Balancer, Choice, weight_of};
@@ -282,6 +283,29 @@ impl StreamHandler<Result<RegistryEvent, BroadcastStreamRecvError>> for Router {
 pub struct Route {
     pub message: IntegrationMessage,
     pub mode: DeliveryMode,
+    /// Where routing is traced: made by the sender, so it is a child of the sender's span
+    /// (the actor's own task has none).
+    pub span: tracing::Span,
+}
+
+/// The span of routing one message; its outcome is recorded when routing ends.
+pub fn route_span(message: &IntegrationMessage, mode: DeliveryMode) -> tracing::Span {
+    tracing::debug_span!(
+        "route",
+        otel.name = %format_args!("route {}", message.message_type),
+        otel.status_code = tracing::field::Empty,
+        aimbus.message_id = %message.message_id,
+        aimbus.message_type = %message.message_type,
+        aimbus.source_system = %message.source_system,
+        aimbus.target_system = %message.target_system,
+        aimbus.delivery_mode = mode.as_str(),
+        aimbus.outcome = tracing::field::Empty,
+        aimbus.served_by = tracing::field::Empty,
+        aimbus.attempts = tracing::field::Empty,
+        aimbus.fallback = tracing::field::Empty,
+        aimbus.cached = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
 }
 
 #[derive(Message)]
@@ -292,36 +316,67 @@ struct Replan(Arc<IntegrationMessage>);
 #[rtype(result = "bool")]
 struct GrantRetry;
 
-/// Counts a routed message by its outcome. Each arm names its label literally, so the
-/// metric key is built once, not per message.
-fn count_outcome(result: &Result<Routed, Error>) {
+/// Counts a routed message by its outcome and writes the outcome on the route's span.
+/// Each arm names its label literally, so the metric key is built once, not per message.
+fn record_outcome(span: &tracing::Span, result: &Result<Routed, Error>) {
     use ::metrics::counter;
     use metrics::MESSAGES_ROUTED as ROUTED;
-    let counter = match result {
-        Ok(r) if r.cached => counter!(ROUTED, "outcome" => "cached"),
-        Ok(r) if r.fallback => counter!(ROUTED, "outcome" => "fallback"),
-        Ok(_) => counter!(ROUTED, "outcome" => "delivered"),
-        Err(Error::RateLimited { .. }) => counter!(ROUTED, "outcome" => "rate_limited"),
-        Err(Error::UnknownTarget(_)) => counter!(ROUTED, "outcome" => "unknown_target"),
-        Err(Error::Unavailable { .. }) => counter!(ROUTED, "outcome" => "unavailable"),
-        Err(Error::Overloaded { .. }) => counter!(ROUTED, "outcome" => "overloaded"),
-        Err(Error::Timeout { .. }) => counter!(ROUTED, "outcome" => "timeout"),
-        Err(Error::Expired { .. }) => counter!(ROUTED, "outcome" => "expired"),
-        Err(Error::Registry(_)) => counter!(ROUTED, "outcome" => "invalid"),
-        Err(_) => counter!(ROUTED, "outcome" => "failed"),
+    let (counter, outcome) = match result {
+        Ok(r) if r.cached => (counter!(ROUTED, "outcome" => "cached"), "cached"),
+        Ok(r) if r.fallback => (counter!(ROUTED, "outcome" => "fallback"), "fallback"),
+        Ok(_) => (counter!(ROUTED, "outcome" => "delivered"), "delivered"),
+        Err(Error::RateLimited { .. }) => (
+            counter!(ROUTED, "outcome" => "rate_limited"),
+            "rate_limited",
+        ),
+        Err(Error::UnknownTarget(_)) => (
+            counter!(ROUTED, "outcome" => "unknown_target"),
+            "unknown_target",
+        ),
+        Err(Error::Unavailable { .. }) => {
+            (counter!(ROUTED, "outcome" => "unavailable"), "unavailable")
+        }
+        Err(Error::Overloaded { .. }) => {
+            (counter!(ROUTED, "outcome" => "overloaded"), "overloaded")
+        }
+        Err(Error::Timeout { .. }) => (counter!(ROUTED, "outcome" => "timeout"), "timeout"),
+        Err(Error::Expired { .. }) => (counter!(ROUTED, "outcome" => "expired"), "expired"),
+        Err(Error::Registry(_)) => (counter!(ROUTED, "outcome" => "invalid"), "invalid"),
+        Err(_) => (counter!(ROUTED, "outcome" => "failed"), "failed"),
     };
     counter.increment(1);
+    if span.is_disabled() {
+        return;
+    }
+    span.record("aimbus.outcome", outcome);
+    match result {
+        Ok(routed) => {
+            span.record("aimbus.served_by", routed.served_by.as_str());
+            span.record("aimbus.attempts", routed.attempts);
+            span.record("aimbus.fallback", routed.fallback);
+            span.record("aimbus.cached", routed.cached);
+        }
+        Err(_) => {
+            span.record("otel.status_code", "error");
+            span.record("error.type", outcome);
+        }
+    }
 }
 
 impl Handler<Route> for Router {
     type Result = ResponseFuture<Result<Routed, Error>>;
 
-    fn handle(&mut self, Route { message, mode }: Route, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, route: Route, ctx: &mut Context<Self>) -> Self::Result {
+        let Route {
+            message,
+            mode,
+            span,
+        } = route;
         let admitted = self.admit(&message, mode);
         let (slot, cache_key) = match admitted {
             Ok(Admitted::Go { slot, cache_key }) => (slot, cache_key),
-            Ok(Admitted::Cached(routed)) => return answered(Ok(routed)),
-            Err(error) => return answered(Err(error)),
+            Ok(Admitted::Cached(routed)) => return answered(&span, Ok(routed)),
+            Err(error) => return answered(&span, Err(error)),
         };
         let policy = RetryPolicy::for_message_type(&message.message_type, self.config.core());
         let attempts = policy.attempts_for(message.max_retries, message.retry_count);
@@ -336,13 +391,16 @@ impl Handler<Route> for Router {
             _slot: slot,
         };
         // The async fn's future is boxed as it is: no wrapper block holding a second copy.
-        Box::pin(delivery.run(first))
+        Box::pin(delivery.run(first, span))
     }
 }
 
 /// A message answered without delivery (from the cache, or refused), counted like any.
-fn answered(result: Result<Routed, Error>) -> ResponseFuture<Result<Routed, Error>> {
-    count_outcome(&result);
+fn answered(
+    span: &tracing::Span,
+    result: Result<Routed, Error>,
+) -> ResponseFuture<Result<Routed, Error>> {
+    record_outcome(span, &result);
     Box::pin(std::future::ready(result))
 }
 
@@ -429,8 +487,8 @@ struct Delivery {
 }
 
 impl Delivery {
-    async fn run(self, first: Result<Step, Error>) -> Result<Routed, Error> {
-        let result = self.with_retries(first).await;
+    async fn run(self, first: Result<Step, Error>, span: tracing::Span) -> Result<Routed, Error> {
+        let result = self.with_retries(first).instrument(span.clone()).await;
         if let (Ok(routed), Some(cache), Some(key)) = (&result, &self.shared.cache, self.cache_key)
         {
             cache.insert(
@@ -441,7 +499,7 @@ impl Delivery {
                 },
             );
         }
-        count_outcome(&result);
+        record_outcome(&span, &result);
         result
     }
 
@@ -461,7 +519,7 @@ impl Delivery {
             }
             // Boxed: an attempt's future (with its timer) is large, and keeping it out of
             // line keeps this one, which is copied into its box, small.
-            let one = Box::pin(self.attempt(step, Arc::clone(&message), remaining));
+            let one = Box::pin(self.attempt(step, Arc::clone(&message), remaining, attempt + 1));
             let error = match one.await {
                 Ok(routed) => {
                     return Ok(Routed {
@@ -504,6 +562,7 @@ impl Delivery {
         step: Result<Step, Error>,
         message: Arc<IntegrationMessage>,
         remaining: Option<Duration>,
+        number: u32,
     ) -> Result<Routed, Error> {
         let within = |timeout: Duration| remaining.map_or(timeout, |r| r.min(timeout));
         match step? {
@@ -511,7 +570,7 @@ impl Delivery {
                 let served_by = next.system_id().to_owned();
                 let timeout = within(self.shared.request_timeout);
                 let reply = next
-                    .run(&self.shared.directory, message, timeout, self.mode)
+                    .run(&self.shared.directory, message, timeout, self.mode, number)
                     .await?;
                 Ok(Routed {
                     reply,
@@ -531,6 +590,7 @@ impl Delivery {
                     retry_after,
                     timeout: within(self.shared.fallback_timeout),
                     mode: self.mode,
+                    span: tracing::Span::current(),
                 };
                 self.shared
                     .fallback
@@ -712,8 +772,13 @@ impl RouterHandle {
     }
 
     async fn send(&self, message: IntegrationMessage, mode: DeliveryMode) -> Result<Routed, Error> {
+        let span = route_span(&message, mode);
         self.router
-            .send(Route { message, mode })
+            .send(Route {
+                message,
+                mode,
+                span,
+            })
             .await
             .map_err(Error::stopped("router"))?
     }

@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 pub use sections::{
     AmqpConfig, AuthenticationMethod, CachingConfig, CircuitBreakerConfig, CoreConfig,
     EncryptionAlgorithm, EvictionPolicy, FallbackConfig, GatewayConfig, JwtAlgorithm, LimitsConfig,
-    LoadBalancingAlgorithm, LoadBalancingConfig, LogLevel, MonitoringConfig, PerformanceConfig,
-    QueueType, RateLimitingConfig, RegistryConfig, SecurityConfig, SlidingWindowType,
-    SupervisionConfig,
+    LoadBalancingAlgorithm, LoadBalancingConfig, LogFormat, LogLevel, MonitoringConfig,
+    OtlpProtocol, PerformanceConfig, QueueType, RateLimitingConfig, RegistryConfig, SecurityConfig,
+    SlidingWindowType, SupervisionConfig, TelemetryConfig,
 };
 pub use systems_file::SystemsFile;
 
@@ -44,6 +44,7 @@ struct Sections {
     supervision: SupervisionConfig,
     amqp: AmqpConfig,
     gateway: GatewayConfig,
+    telemetry: TelemetryConfig,
 }
 
 /// Validated configuration of one bus instance. Only [`Config::load`],
@@ -154,6 +155,9 @@ impl Config {
 
     pub fn gateway(&self) -> &GatewayConfig {
         &self.sections.gateway
+    }
+    pub fn telemetry(&self) -> &TelemetryConfig {
+        &self.sections.telemetry
     }
 
     /// A path from the configuration, relative ones taken from the config file's folder.
@@ -333,6 +337,45 @@ impl Config {
                 ),
             ));
         }
+        let t = &s.telemetry;
+        if !(t.otlp_endpoint.starts_with("http://") || t.otlp_endpoint.starts_with("https://"))
+            || url::Url::parse(&t.otlp_endpoint).is_err()
+        {
+            return Err(check.error(
+                "telemetry.otlp_endpoint",
+                format!(
+                    "got `{}`: expected an http:// or https:// URL such as http://127.0.0.1:4317",
+                    t.otlp_endpoint
+                ),
+            ));
+        }
+        crate::validate::identifier("telemetry.service_name", &t.service_name)
+            .map_err(|e| check.error("telemetry.service_name", e))?;
+        check.range("telemetry.sampling_ratio", t.sampling_ratio, 0.0, 1.0)?;
+        check.range(
+            "telemetry.export_queue_size",
+            t.export_queue_size,
+            1,
+            1_000_000,
+        )?;
+        check.range(
+            "telemetry.export_batch_size",
+            t.export_batch_size,
+            1,
+            t.export_queue_size,
+        )?;
+        check.range(
+            "telemetry.export_interval_ms",
+            t.export_interval_ms,
+            1,
+            3_600_000,
+        )?;
+        check.range(
+            "telemetry.export_timeout_ms",
+            t.export_timeout_ms,
+            1,
+            600_000,
+        )?;
         let m = &s.monitoring;
         check.range("monitoring.metrics_port", m.metrics_port, 1, u16::MAX)?;
         check.range(

@@ -544,3 +544,68 @@ impl Default for AmqpConfig {
         }
     }
 }
+
+/// Wire protocol of the OTLP trace exporter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OtlpProtocol {
+    /// OTLP over gRPC (collectors listen on 4317).
+    Grpc,
+    /// OTLP over HTTP with protobuf bodies (collectors listen on 4318, path `/v1/traces`).
+    HttpProtobuf,
+}
+
+/// How log lines are written to standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Text when standard error is a terminal, JSON otherwise.
+    Auto,
+    /// One JSON object per line.
+    Json,
+    /// Human-readable text.
+    Text,
+}
+
+/// OpenTelemetry trace export and the shape of logs (not in the seed; the seed's
+/// `monitoring.enable_tracing` and `monitoring.log_level` switch them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Where spans are sent: the collector's base URL. For `http_protobuf` the path
+    /// `/v1/traces` is appended unless the URL already ends with it.
+    pub otlp_endpoint: String,
+    pub otlp_protocol: OtlpProtocol,
+    /// `service.name` of the bus's spans; `aimbus systems simulate` exports as
+    /// `<service_name>-systems`.
+    pub service_name: String,
+    /// Share of new traces recorded, from 0 to 1; a trace continued from a caller follows
+    /// the caller's decision.
+    pub sampling_ratio: f64,
+    /// Finished spans waiting for export; when full, new spans are dropped and counted
+    /// (`aimbus_trace_spans_dropped_total`), never waited for.
+    pub export_queue_size: usize,
+    /// Most spans sent in one export request.
+    pub export_batch_size: usize,
+    /// Milliseconds between exports of what is queued.
+    pub export_interval_ms: u64,
+    /// Milliseconds an export request may take before it is abandoned.
+    pub export_timeout_ms: u64,
+    pub log_format: LogFormat,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            otlp_endpoint: "http://127.0.0.1:4317".to_owned(),
+            otlp_protocol: OtlpProtocol::Grpc,
+            service_name: "aimbus".to_owned(),
+            sampling_ratio: 1.0,
+            export_queue_size: 8192,
+            export_batch_size: 512,
+            export_interval_ms: 1000,
+            export_timeout_ms: 10_000,
+            log_format: LogFormat::Auto,
+        }
+    }
+}

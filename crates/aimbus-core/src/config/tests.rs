@@ -191,6 +191,26 @@ fn bad_values_name_the_key_the_value_and_what_is_valid() {
             &["got 500", "to 128"],
         ),
         (
+            "[telemetry]\notlp_endpoint = \"localhost:4317\"",
+            "telemetry.otlp_endpoint",
+            &["localhost:4317", "http://127.0.0.1:4317"],
+        ),
+        (
+            "[telemetry]\nsampling_ratio = 1.5",
+            "telemetry.sampling_ratio",
+            &["got 1.5", "from 0 to 1"],
+        ),
+        (
+            "[telemetry]\nexport_queue_size = 100\nexport_batch_size = 200",
+            "telemetry.export_batch_size",
+            &["got 200", "to 100"],
+        ),
+        (
+            "[telemetry]\notlp_protocol = \"thrift\"",
+            "telemetry.otlp_protocol",
+            &["thrift", "grpc", "http_protobuf"],
+        ),
+        (
             "[security]\nencryption_algorithm = \"ROT13\"",
             "security.encryption_algorithm",
             &["ROT13", "AES-256-GCM"],
@@ -363,4 +383,18 @@ mod systems_file {
         assert_eq!(key, "systems[0].port");
         assert!(problem.contains("unknown field `port`"), "{problem}");
     }
+}
+
+/// The configuration docker-compose runs with is valid and points where the stack is.
+#[test]
+fn the_docker_configuration_is_valid() {
+    let docker = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/docker.toml");
+    let config = Config::load(docker.as_ref(), no_env()).unwrap();
+    assert_eq!(config.amqp().url, "amqp://guest:guest@rabbitmq:5672/%2f");
+    assert_eq!(config.telemetry().otlp_endpoint, "http://jaeger:4317");
+    assert_eq!(config.telemetry().log_format, LogFormat::Json);
+    assert_eq!(
+        config.resolve_path(&config.security().encryption_keyring_file),
+        std::path::Path::new("/var/lib/aimbus/keyring.toml")
+    );
 }

@@ -17,8 +17,14 @@ pub fn aimbus_command() -> Command {
 
 /// The address in a `gateway listening address=…` log line.
 pub fn gateway_address(line: &str) -> Option<String> {
-    let (_, rest) = line.split_once("gateway listening")?;
-    let address = rest.split_once("address=")?.1;
+    if !line.contains("gateway listening") {
+        return None;
+    }
+    // A JSON log line, or a text one.
+    if let Ok(event) = serde_json::from_str::<serde_json::Value>(line) {
+        return Some(event["fields"]["address"].as_str()?.to_owned());
+    }
+    let address = line.split_once("address=")?.1;
     Some(address.split_whitespace().next()?.to_owned())
 }
 

@@ -1,0 +1,104 @@
+//! Log lines that name their trace: every event inside a traced span carries the span's
+//! `trace_id` and `span_id`, so a log line leads to its trace in Jaeger and back.
+
+use std::sync::{Arc, OnceLock};
+
+use opentelemetry::trace::TraceContextExt;
+use tracing::dispatcher::WeakDispatch;
+use tracing::{Dispatch, Event, Subscriber};
+use tracing_subscriber::Layer;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// The subscriber, once installed. Events are formatted while their dispatch is busy,
+/// when `tracing::dispatcher::get_default` answers with no subscriber at all, so the
+/// formatter keeps its own (weak) handle, taken when the subscriber is registered.
+#[derive(Clone, Default)]
+pub struct DispatchSlot(Arc<OnceLock<WeakDispatch>>);
+
+impl DispatchSlot {
+    /// A layer that fills the slot when the subscriber it is part of is installed.
+    pub fn filler<S: Subscriber>(&self) -> impl Layer<S> + use<S> {
+        SlotFiller(self.clone())
+    }
+
+    /// The ids of the event's span: its explicit parent, or the thread's current span.
+    /// Asked of the whole subscriber, not of the log layer: the bus's spans are at
+    /// DEBUG, below what the log layer takes at the usual levels, yet an event inside
+    /// one still belongs to its trace.
+    fn ids(&self, event: &Event<'_>) -> Option<(String, String)> {
+        let dispatch = self.0.get()?.upgrade()?;
+        let span = match event.parent() {
+            Some(parent) => parent.clone(),
+            None if event.is_contextual() => dispatch.current_span().id()?.clone(),
+            None => return None,
+        };
+        let context = tracing_opentelemetry::get_otel_context(&span, &dispatch)?;
+        let span = context.span();
+        let span_context = span.span_context();
+        span_context.is_valid().then(|| {
+            (
+                span_context.trace_id().to_string(),
+                span_context.span_id().to_string(),
+            )
+        })
+    }
+}
+
+struct SlotFiller(DispatchSlot);
+
+impl<S: Subscriber> Layer<S> for SlotFiller {
+    fn on_register_dispatch(&self, subscriber: &Dispatch) {
+        let _ = self.0.0.set(subscriber.downgrade());
+    }
+}
+
+/// How the ids join a line: JSON objects get two more members, text gets two more
+/// `key=value` fields at the end.
+#[derive(Clone, Copy)]
+pub enum Shape {
+    Json,
+    Text,
+}
+
+/// Formats with `inner`, then adds the trace ids of the event's span, if it is traced.
+pub struct WithTraceIds<F> {
+    pub inner: F,
+    pub slot: DispatchSlot,
+    pub shape: Shape,
+}
+
+impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let Some((trace_id, span_id)) = self.slot.ids(event) else {
+            return self.inner.format_event(ctx, writer, event);
+        };
+        let mut line = String::with_capacity(256);
+        self.inner
+            .format_event(ctx, Writer::new(&mut line), event)?;
+        match self.shape {
+            Shape::Json => match line.strip_prefix('{') {
+                Some(rest) => write!(
+                    writer,
+                    "{{\"trace_id\":\"{trace_id}\",\"span_id\":\"{span_id}\",{rest}"
+                ),
+                None => writer.write_str(&line),
+            },
+            Shape::Text => {
+                let body = line.strip_suffix('\n').unwrap_or(&line);
+                writeln!(writer, "{body} trace_id={trace_id} span_id={span_id}")
+            }
+        }
+    }
+}

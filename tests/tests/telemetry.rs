@@ -1,0 +1,106 @@
+//! Trace export as the bus sets it up, against real sockets: OTLP over HTTP/protobuf to
+//! a real receiver, and a collector that accepts connections and never answers, which
+//! must cost spans (dropped and counted), never the callers' time.
+
+use std::time::Duration;
+
+use aimbus_core::Config;
+use aimbus_telemetry::Process;
+use aimbus_telemetry::metrics::{SPANS_DROPPED, SPANS_EXPORTED};
+use aimbus_telemetry::receiver::Receiver;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+
+fn config(overrides: &[(&str, &str)]) -> Config {
+    let env = overrides
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()));
+    Config::from_toml_str("test", "", env, ".".into()).unwrap()
+}
+
+/// Counters are recorded on the exporter's threads too: one process-wide recorder for
+/// this test binary, installed by whichever test comes first.
+fn snapshotter() -> &'static Snapshotter {
+    static SNAPSHOTTER: std::sync::OnceLock<Snapshotter> = std::sync::OnceLock::new();
+    SNAPSHOTTER.get_or_init(|| {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::set_global_recorder(recorder).unwrap();
+        snapshotter
+    })
+}
+
+fn counter(name: &str) -> u64 {
+    snapshotter()
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .find_map(|(key, _, _, value)| match value {
+            DebugValue::Counter(n) if key.key().name() == name => Some(n),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+/// Spans named `name` made under `subscriber`, one root each.
+fn make_spans(subscriber: impl tracing::Subscriber + Send + Sync, name: &str, n: usize) {
+    tracing::subscriber::with_default(subscriber, || {
+        for i in 0..n {
+            let span = tracing::debug_span!("unit", otel.name = name, i);
+            span.in_scope(|| {});
+        }
+    });
+}
+
+#[test]
+fn spans_are_exported_over_http_protobuf() {
+    let receiver = Receiver::start().unwrap();
+    let config = config(&[
+        ("AIMBUS_TELEMETRY__OTLP_ENDPOINT", &receiver.endpoint()),
+        ("AIMBUS_TELEMETRY__OTLP_PROTOCOL", "http_protobuf"),
+        ("AIMBUS_TELEMETRY__SERVICE_NAME", "http-exporter"),
+    ]);
+    let (subscriber, telemetry) = aimbus_telemetry::subscriber(&config, Process::Bus).unwrap();
+    assert!(telemetry.exports_traces());
+    make_spans(subscriber, "over http", 25);
+    // Dropping the telemetry flushes the queue.
+    drop(telemetry);
+    let spans = receiver.spans();
+    assert_eq!(spans.len(), 25, "{spans:#?}");
+    assert!(spans.iter().all(|s| s.name == "over http"
+        && s.service_name == "http-exporter"
+        && s.parent_span_id.is_empty()));
+    assert_eq!(spans[0].attribute("i"), Some("0"));
+}
+
+#[test]
+fn a_collector_that_never_answers_costs_spans_not_time() {
+    snapshotter();
+    // Accepts connections, reads nothing, answers nothing.
+    let stalled = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", stalled.local_addr().unwrap());
+    let held = std::thread::spawn(move || {
+        let connections: Vec<_> = stalled.incoming().take(4).collect();
+        std::thread::sleep(Duration::from_secs(30));
+        drop(connections);
+    });
+    let config = config(&[
+        ("AIMBUS_TELEMETRY__OTLP_ENDPOINT", &endpoint),
+        ("AIMBUS_TELEMETRY__EXPORT_QUEUE_SIZE", "100"),
+        ("AIMBUS_TELEMETRY__EXPORT_BATCH_SIZE", "10"),
+        ("AIMBUS_TELEMETRY__EXPORT_INTERVAL_MS", "10"),
+        ("AIMBUS_TELEMETRY__EXPORT_TIMEOUT_MS", "20000"),
+    ]);
+    let dropped_before = counter(SPANS_DROPPED);
+    let (subscriber, telemetry) = aimbus_telemetry::subscriber(&config, Process::Bus).unwrap();
+    // Many more spans than the queue holds, made while every export hangs: the loop ends
+    // (nothing waits for the collector) and what did not fit is counted as dropped.
+    make_spans(subscriber, "stalled", 10_000);
+    let dropped = counter(SPANS_DROPPED) - dropped_before;
+    assert!(
+        (9_900..=10_000).contains(&dropped),
+        "dropped {dropped} of 10000 with room for 100"
+    );
+    assert_eq!(counter(SPANS_EXPORTED), 0);
+    drop(telemetry);
+    drop(held);
+}
