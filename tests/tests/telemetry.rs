@@ -104,3 +104,41 @@ fn a_collector_that_never_answers_costs_spans_not_time() {
     drop(telemetry);
     drop(held);
 }
+
+/// `sampling_ratio` decides for new traces only: at 0 nothing of its own is recorded,
+/// while a trace a caller sampled (its `traceparent` says so) is continued and exported.
+#[test]
+fn the_sampling_ratio_decides_new_traces_and_callers_decide_theirs() {
+    struct Headers(&'static str);
+    impl aimbus_telemetry::Extractor for Headers {
+        fn get(&self, key: &str) -> Option<&str> {
+            (key == "traceparent").then_some(self.0)
+        }
+        fn keys(&self) -> Vec<&str> {
+            vec!["traceparent"]
+        }
+    }
+    let receiver = Receiver::start().unwrap();
+    let config = config(&[
+        ("AIMBUS_TELEMETRY__OTLP_ENDPOINT", &receiver.endpoint()),
+        ("AIMBUS_TELEMETRY__SAMPLING_RATIO", "0"),
+    ]);
+    let (subscriber, telemetry) = aimbus_telemetry::subscriber(&config, Process::Bus).unwrap();
+    tracing::subscriber::with_default(subscriber, || {
+        for _ in 0..10 {
+            tracing::debug_span!("unit", otel.name = "new trace").in_scope(|| {});
+        }
+        let continued = tracing::debug_span!("unit", otel.name = "continued");
+        aimbus_telemetry::continue_trace(
+            &continued,
+            &Headers("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
+        continued.in_scope(|| {});
+    });
+    drop(telemetry);
+    let spans = receiver.spans();
+    assert_eq!(spans.len(), 1, "{spans:#?}");
+    assert_eq!(spans[0].name, "continued");
+    assert_eq!(spans[0].trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(spans[0].parent_span_id, "00f067aa0ba902b7");
+}

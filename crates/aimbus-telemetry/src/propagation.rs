@@ -22,7 +22,11 @@ static PROPAGATOR: LazyLock<TextMapCompositePropagator> = LazyLock::new(|| {
 /// The headers that carry the current span's context (`traceparent`, `tracestate`,
 /// `baggage`): none when the span is not traced (tracing off, or the span disabled).
 pub fn context_headers() -> Vec<(String, String)> {
-    let context = tracing::Span::current().context();
+    let current = tracing::Span::current();
+    if current.is_disabled() {
+        return Vec::new();
+    }
+    let context = current.context();
     let mut headers = Headers::default();
     PROPAGATOR.inject_context(&context, &mut headers);
     headers.0
@@ -41,6 +45,9 @@ impl Injector for Headers {
 /// baggage. A carrier without a valid `traceparent` leaves `span` where it is (a child
 /// of the current span, or a new trace). Call it before `span` is first entered.
 pub fn continue_trace(span: &tracing::Span, carrier: &dyn Extractor) {
+    if span.is_disabled() {
+        return;
+    }
     let context = PROPAGATOR.extract(carrier);
     use opentelemetry::trace::TraceContextExt;
     if context.span().span_context().is_valid() {

@@ -136,14 +136,7 @@ async fn http_messages_reach_simulated_systems_over_rabbitmq() {
         .unwrap();
     let channel = connection.create_channel().await.unwrap();
     let replies = format!("{namespace}.http-replies");
-    channel
-        .queue_declare(
-            replies.as_str().into(),
-            Default::default(),
-            Default::default(),
-        )
-        .await
-        .unwrap();
+    declare_queue(&channel, &replies).await;
     let mut later = message.clone();
     later["message_id"] = json!(uuid::Uuid::new_v4().to_string());
     later["reply_to"] = json!(replies);
@@ -157,21 +150,7 @@ async fn http_messages_reach_simulated_systems_over_rabbitmq() {
         .unwrap();
     assert_eq!(response.status(), 202);
     assert_eq!(response.headers()["preference-applied"], "respond-async");
-    let mut answer = None;
-    for _ in 0..400 {
-        answer = channel
-            .basic_get(
-                replies.as_str().into(),
-                lapin::options::BasicGetOptions { no_ack: true },
-            )
-            .await
-            .unwrap();
-        if answer.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let answer = answer.expect("the enqueued message was routed and answered");
+    let answer = next_message(&channel, &replies).await;
     let correlation = answer.delivery.properties.correlation_id().clone().unwrap();
     assert_eq!(correlation.as_str(), later["message_id"].as_str().unwrap());
     let metrics = http
@@ -244,6 +223,26 @@ async fn serve_and_simulated_systems_answer_a_client_over_rabbitmq() {
     common::terminate(serve);
 
     remove_namespace(&config, &namespace).await;
+}
+
+/// A queue of the test's own, as a client declares one for `reply_to`.
+async fn declare_queue(channel: &lapin::Channel, queue: &str) {
+    channel
+        .queue_declare(queue.into(), Default::default(), Default::default())
+        .await
+        .unwrap();
+}
+
+/// The next message in `queue`, waiting up to 30 s for one to arrive.
+async fn next_message(channel: &lapin::Channel, queue: &str) -> lapin::message::BasicGetMessage {
+    for _ in 0..600 {
+        let get = lapin::options::BasicGetOptions { no_ack: true };
+        if let Some(message) = channel.basic_get(queue.into(), get).await.unwrap() {
+            return message;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing arrived in {queue} within 30 s");
 }
 
 /// Deletes the queues and exchanges of a test's namespace.
@@ -590,14 +589,7 @@ async fn one_message_is_one_trace_across_http_and_rabbitmq() {
         .unwrap();
     let channel = connection.create_channel().await.unwrap();
     let replies = format!("{namespace}.trace-replies");
-    channel
-        .queue_declare(
-            replies.as_str().into(),
-            Default::default(),
-            Default::default(),
-        )
-        .await
-        .unwrap();
+    declare_queue(&channel, &replies).await;
     let queued_trace = uuid::Uuid::new_v4().simple().to_string();
     let mut queued = message.clone();
     queued["message_id"] = json!(uuid::Uuid::new_v4().to_string());
@@ -606,19 +598,7 @@ async fn one_message_is_one_trace_across_http_and_rabbitmq() {
     queued["payload"] = json!({"query": "traced, queued"});
     let response = post(&queued, &queued_trace, true).await.unwrap();
     assert_eq!(response.status(), 202);
-    let mut answer = None;
-    for _ in 0..600 {
-        let get = lapin::options::BasicGetOptions { no_ack: true };
-        answer = channel
-            .basic_get(replies.as_str().into(), get)
-            .await
-            .unwrap();
-        if answer.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let answer = answer.expect("the enqueued message was routed and answered");
+    let answer = next_message(&channel, &replies).await;
     let header = |name: &str| aimbus_amqp::envelope::header(&answer.delivery.properties, name);
     let traceparent = header("traceparent").expect("the reply carries its trace context");
     assert!(
