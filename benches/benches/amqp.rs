@@ -1,13 +1,15 @@
 //! 1 KiB persistent messages with confirms, publisher → `<ns>.ingress` → bus → system
 //! queue → SDK echo consumer, against a minimal raw lapin relay (consume one queue,
 //! publish to another with confirms, ack after the confirm) on the same broker, in the
-//! same run; then the bus path again with every message traced (100% sampled, exported
-//! over OTLP/gRPC to a receiver in the bench's own process, as a local collector would
-//! be) against tracing off. Each bus run is a process of its own with the subscriber
-//! `aimbus serve` installs, as a bus has one per process. Needs RabbitMQ on
-//! 127.0.0.1:5672.
+//! same run; then the bus path with its every message traced (100% sampled, exported
+//! over OTLP to a receiver in the bench's own process, as a local collector would be)
+//! against tracing off, and with the publisher and the system traced too. Each bus run
+//! is a process of its own with the subscriber `aimbus serve` installs, as a bus has one
+//! per process. Needs RabbitMQ on 127.0.0.1:5672.
 //!
-//! Run: `cargo bench -p aimbus-benches --bench amqp` (`-- --messages N` to resize).
+//! Run: `cargo bench -p aimbus-benches --bench amqp` (`-- --messages N` to resize,
+//! `--rounds N` for the runs of each bus setting; `AIMBUS_TELEMETRY__OTLP_PROTOCOL` and
+//! the other telemetry variables apply to the traced runs).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -130,10 +132,16 @@ fn bench_system(names: &Names) -> SystemInfo {
 
 /// Runs the bus on an actix system of its own thread, as `aimbus serve` runs it, and
 /// returns once it is connected, with the means to stop it.
-fn start_bus(namespace: &str) -> (actix::System, std::thread::JoinHandle<()>) {
+/// `dispatch`, when given, is the bus thread's own subscriber (the bus traced while its
+/// clients are not).
+fn start_bus(
+    namespace: &str,
+    dispatch: Option<tracing::Dispatch>,
+) -> (actix::System, std::thread::JoinHandle<()>) {
     let config = bus_config(namespace);
     let (ready, connected) = std::sync::mpsc::channel();
     let thread = std::thread::spawn(move || {
+        let _subscriber = dispatch.map(|dispatch| tracing::dispatcher::set_default(&dispatch));
         let system = actix::System::new();
         system.block_on(async move {
             let codec = Codec::new(config.decode_limits());
@@ -363,12 +371,32 @@ struct BusRun {
     cpu_us_per_msg: (f64, f64),
 }
 
-/// A child process's run of the bus path, exporting its spans to `otlp_endpoint` or not
-/// tracing at all: the subscriber is process-wide, so each setting gets a process.
-fn bus_run_in_child(n: usize, otlp_endpoint: Option<&str>) -> BusRun {
+/// What a bus run traces.
+#[derive(Clone, Copy, PartialEq)]
+enum Traced {
+    Nothing,
+    /// The bus's spans only; the publisher and the SDK system are not traced.
+    Bus,
+    /// The bus, the publisher and the SDK system: the whole trace of each message.
+    Everything,
+}
+
+impl Traced {
+    fn arg(self) -> &'static str {
+        match self {
+            Traced::Nothing => "nothing",
+            Traced::Bus => "bus",
+            Traced::Everything => "everything",
+        }
+    }
+}
+
+/// A child process's run of the bus path, exporting to `otlp_endpoint` what `traced`
+/// says: a subscriber is process-wide, so each setting gets a process.
+fn bus_run_in_child(n: usize, traced: Traced, otlp_endpoint: &str) -> BusRun {
     let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--messages", &n.to_string(), "--bus-run"])
-        .arg(otlp_endpoint.unwrap_or("untraced"))
+        .args(["--messages", &n.to_string(), "--bus-run", traced.arg()])
+        .args(["--otlp-endpoint", otlp_endpoint])
         .stderr(std::process::Stdio::inherit())
         .output()
         .unwrap();
@@ -381,24 +409,42 @@ fn bus_run_in_child(n: usize, otlp_endpoint: Option<&str>) -> BusRun {
     serde_json::from_str(line).unwrap()
 }
 
+/// The run with the median rate.
+fn median(mut runs: Vec<BusRun>) -> BusRun {
+    runs.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+    runs.swap_remove(runs.len() / 2)
+}
+
 /// The child's side: the bus path with the subscriber `aimbus serve` would install.
-fn bus_run(n: usize, otlp_endpoint: &str) {
-    let setting = match otlp_endpoint {
-        "untraced" => ("AIMBUS_MONITORING__ENABLE_TRACING", "false"),
-        endpoint => ("AIMBUS_TELEMETRY__OTLP_ENDPOINT", endpoint),
+fn bus_run(n: usize, traced: &str, otlp_endpoint: &str) {
+    // AIMBUS_TELEMETRY__… variables (the protocol, the queue) apply as they would to a
+    // bus; the run's own settings come first and win.
+    let config = |tracing: bool| {
+        let own = [
+            ("AIMBUS_MONITORING__ENABLE_TRACING", tracing.to_string()),
+            ("AIMBUS_TELEMETRY__OTLP_ENDPOINT", otlp_endpoint.to_owned()),
+        ];
+        let env = own
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value))
+            .chain(std::env::vars());
+        Config::from_toml_str("bench", "", env, ".".into()).unwrap()
     };
-    let config = Config::from_toml_str(
-        "bench",
-        "",
-        [(setting.0.to_owned(), setting.1.to_owned())],
-        ".".into(),
-    )
-    .unwrap();
-    let telemetry = aimbus_telemetry::init(&config, Process::Bus).unwrap();
+    let (global, bus_only) = match traced {
+        "everything" => (config(true), None),
+        "bus" => (config(false), Some(config(true))),
+        _ => (config(false), None),
+    };
+    let _global = aimbus_telemetry::init(&global, Process::Bus).unwrap();
+    let bus_only = bus_only.map(|config| {
+        let (subscriber, telemetry) = aimbus_telemetry::subscriber(&config, Process::Bus).unwrap();
+        (tracing::Dispatch::new(subscriber), telemetry)
+    });
+    let dispatch = bus_only.as_ref().map(|(dispatch, _)| dispatch.clone());
     let namespace = format!("aimbus-bench-{}", std::process::id());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     // The bus on its own actix thread; publisher and system on the runtime.
-    let (bus_system, bus_thread) = start_bus(&namespace);
+    let (bus_system, bus_thread) = start_bus(&namespace, dispatch);
     let before = CpuTimes::now();
     let (rate, latencies) = runtime.block_on(bus_path(&namespace, n));
     let cpu = CpuTimes::now().per_message_since(before, n);
@@ -413,7 +459,8 @@ fn bus_run(n: usize, otlp_endpoint: &str) {
             .unwrap();
     });
     // Flushes what is still queued.
-    drop(telemetry);
+    drop(bus_only);
+    drop(_global);
     let ms = |q: f64| latencies.value_at_quantile(q) as f64 / 1e3;
     let run = BusRun {
         rate,
@@ -431,18 +478,37 @@ fn main() {
         .skip_while(|a| *a != "--messages")
         .nth(1)
         .map_or(20_000, |v| v.parse().expect("--messages takes a number"));
-    if let Some(otlp_endpoint) = args.iter().skip_while(|a| *a != "--bus-run").nth(1) {
-        return bus_run(n, otlp_endpoint);
+    let arg = |name: &str| args.iter().skip_while(|a| *a != name).nth(1);
+    if let (Some(traced), Some(endpoint)) = (arg("--bus-run"), arg("--otlp-endpoint")) {
+        return bus_run(n, traced, endpoint);
     }
     let namespace = format!("aimbus-bench-{}", std::process::id());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let before_raw = CpuTimes::now();
     let (raw_rate, raw) = runtime.block_on(raw_relay(&namespace, n));
     let raw_cpu = CpuTimes::now().per_message_since(before_raw, n);
-    let bus = bus_run_in_child(n, None);
+    let rounds = args
+        .iter()
+        .skip_while(|a| *a != "--rounds")
+        .nth(1)
+        .map_or(3, |v| v.parse().expect("--rounds takes a number"));
+    // Untraced and traced runs alternate, so drift on a shared machine hits both alike;
+    // the medians are compared.
     let receiver = Receiver::start().unwrap();
-    let traced = bus_run_in_child(n, Some(&receiver.endpoint()));
+    let settings = [Traced::Nothing, Traced::Bus, Traced::Everything];
+    let mut runs: Vec<Vec<BusRun>> = settings.iter().map(|_| Vec::new()).collect();
+    for _ in 0..rounds {
+        for (setting, runs) in settings.iter().zip(&mut runs) {
+            runs.push(bus_run_in_child(n, *setting, &receiver.endpoint()));
+        }
+    }
     let spans_exported = receiver.span_count();
+    let mut medians = runs.into_iter().map(median);
+    let (bus, traced, everything) = (
+        medians.next().unwrap(),
+        medians.next().unwrap(),
+        medians.next().unwrap(),
+    );
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1e3;
     println!(
         "{n} messages of 1 KiB, persistent, confirmed; {PUBLISHERS} publishes and {PREFETCH} deliveries in flight"
@@ -454,15 +520,18 @@ fn main() {
         raw_cpu.0,
         raw_cpu.1
     );
-    for (label, run) in [("aimbus", &bus), ("aimbus, traced", &traced)] {
+    for (label, run) in [
+        ("aimbus", &bus),
+        ("aimbus, traced", &traced),
+        ("all traced", &everything),
+    ] {
         println!(
             "{label:<17} {:>9.0} msg/s   p50 {:>7.2} ms   p99 {:>7.2} ms   CPU/msg: clients {:>5.0} µs, broker {:>5.0} µs",
             run.rate, run.p50_ms, run.p99_ms, run.cpu_us_per_msg.0, run.cpu_us_per_msg.1
         );
     }
     println!(
-        "traced: 100% sampled, {} spans exported to the OTLP receiver",
-        spans_exported
+        "aimbus: median of {rounds} runs of each setting, in turn; traced: the bus's spans, 100% sampled; all traced: the publisher's and the system's too; {spans_exported} spans exported to the OTLP receiver"
     );
     let result = json!({
         "bench": "amqp",
@@ -479,6 +548,11 @@ fn main() {
         "tracing_on_msgs_per_sec": traced.rate,
         "tracing_on_p99_ms": traced.p99_ms,
         "tracing_ratio": traced.rate / bus.rate,
+        "tracing_cpu_us_per_msg": {"clients": traced.cpu_us_per_msg.0, "broker": traced.cpu_us_per_msg.1},
+        "all_traced_msgs_per_sec": everything.rate,
+        "all_traced_ratio": everything.rate / bus.rate,
+        "all_traced_cpu_us_per_msg": {"clients": everything.cpu_us_per_msg.0, "broker": everything.cpu_us_per_msg.1},
+        "rounds": rounds,
         "spans_exported": spans_exported,
     });
     println!("RESULT {result}");

@@ -203,23 +203,35 @@ fn main() {
         let receiver = Receiver::start().unwrap();
         let untraced = config(&[("AIMBUS_MONITORING__ENABLE_TRACING", "false")]);
         let traced = config(&[("AIMBUS_TELEMETRY__OTLP_ENDPOINT", &receiver.endpoint())]);
+        let sampled = config(&[
+            ("AIMBUS_TELEMETRY__OTLP_ENDPOINT", &receiver.endpoint()),
+            ("AIMBUS_TELEMETRY__SAMPLING_RATIO", "0.1"),
+        ]);
         let (untraced, _) = aimbus_telemetry::subscriber(&untraced, Process::Bus).unwrap();
         let (traced, export) = aimbus_telemetry::subscriber(&traced, Process::Bus).unwrap();
-        let (untraced_rate, traced_rate) = {
+        let (sampled, sampled_export) =
+            aimbus_telemetry::subscriber(&sampled, Process::Bus).unwrap();
+        let untraced_rate = {
             let _logging = tracing::subscriber::set_default(untraced);
             throughput(&routed, messages / 10).await;
-            let untraced_rate = throughput(&routed, messages).await;
-            drop(_logging);
+            throughput(&routed, messages).await
+        };
+        let traced_rate = {
             let _tracing = tracing::subscriber::set_default(traced);
             throughput(&routed, messages / 10).await;
-            let traced_rate = throughput(&routed, messages).await;
-            (untraced_rate, traced_rate)
+            throughput(&routed, messages).await
         };
         // Flushes what is still queued; spans the full queue dropped never arrive.
         drop(export);
+        let spans_received = receiver.span_count();
+        let sampled_rate = {
+            let _sampling = tracing::subscriber::set_default(sampled);
+            throughput(&routed, messages / 10).await;
+            throughput(&routed, messages).await
+        };
+        drop(sampled_export);
         let traced_messages = (messages + messages / 10) / IN_FLIGHT * IN_FLIGHT;
         let spans_expected = 2 * traced_messages;
-        let spans_received = receiver.span_count();
 
         let p = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1e3;
         println!(
@@ -239,6 +251,7 @@ fn main() {
         println!(
             "routed, tracing    {traced_rate:>12.0} msg/s   (100% sampled; {spans_received} of {spans_expected} spans exported, the rest dropped by the full export queue)"
         );
+        println!("routed, 10% traced {sampled_rate:>12.0} msg/s   (sampling_ratio 0.1)");
         let result = json!({
             "bench": "route",
             "messages": messages,
@@ -254,6 +267,8 @@ fn main() {
             "tracing_off_msgs_per_sec": untraced_rate,
             "tracing_on_msgs_per_sec": traced_rate,
             "tracing_ratio": traced_rate / untraced_rate,
+            "sampled_10_percent_msgs_per_sec": sampled_rate,
+            "sampled_10_percent_ratio": sampled_rate / untraced_rate,
             "spans_expected": spans_expected,
             "spans_exported": spans_received,
         });

@@ -41,7 +41,9 @@ impl ReceivedSpan {
     }
 }
 
-type Received = Arc<Mutex<Vec<ReceivedSpan>>>;
+/// Export requests as they came: turned into [`ReceivedSpan`]s only when read, so a
+/// bench's receiver costs the machine little more than a collector's decoding.
+type Received = Arc<Mutex<Vec<ExportTraceServiceRequest>>>;
 
 /// Listens on `127.0.0.1:<free port>` until dropped.
 pub struct Receiver {
@@ -103,11 +105,18 @@ impl Receiver {
 
     /// Every span received so far.
     pub fn spans(&self) -> Vec<ReceivedSpan> {
-        self.spans.lock().expect("receiver lock").clone()
+        let requests = self.spans.lock().expect("receiver lock");
+        requests.iter().flat_map(received_spans).collect()
     }
 
     pub fn span_count(&self) -> usize {
-        self.spans.lock().expect("receiver lock").len()
+        let requests = self.spans.lock().expect("receiver lock");
+        requests
+            .iter()
+            .flat_map(|request| &request.resource_spans)
+            .flat_map(|resource| &resource.scope_spans)
+            .map(|scope| scope.spans.len())
+            .sum()
     }
 
     /// Waits until `done` holds for the spans received, or `timeout` passes; returns
@@ -175,35 +184,39 @@ async fn export_over_http(
 
 impl Collector {
     fn keep(&self, request: ExportTraceServiceRequest) {
-        let mut received = Vec::new();
-        for resource_spans in request.resource_spans {
-            let service_name = resource_spans
-                .resource
-                .iter()
-                .flat_map(|resource| &resource.attributes)
-                .find(|attribute| attribute.key == "service.name")
-                .map(|attribute| text(attribute.value.as_ref()))
-                .unwrap_or_default();
-            for span in resource_spans
-                .scope_spans
-                .into_iter()
-                .flat_map(|scope| scope.spans)
-            {
-                received.push(ReceivedSpan {
-                    service_name: service_name.clone(),
-                    trace_id: hex(&span.trace_id),
-                    span_id: hex(&span.span_id),
-                    parent_span_id: hex(&span.parent_span_id),
-                    trace_state: span.trace_state,
-                    name: span.name,
-                    kind: kind(span.kind),
-                    attributes: span.attributes.iter().map(attribute).collect(),
-                    failed: span.status.is_some_and(|status| status.code == 2),
-                });
-            }
-        }
-        self.0.lock().expect("receiver lock").extend(received);
+        self.0.lock().expect("receiver lock").push(request);
     }
+}
+
+fn received_spans(request: &ExportTraceServiceRequest) -> Vec<ReceivedSpan> {
+    let mut received = Vec::new();
+    for resource_spans in &request.resource_spans {
+        let service_name = resource_spans
+            .resource
+            .iter()
+            .flat_map(|resource| &resource.attributes)
+            .find(|attribute| attribute.key == "service.name")
+            .map(|attribute| text(attribute.value.as_ref()))
+            .unwrap_or_default();
+        for span in resource_spans
+            .scope_spans
+            .iter()
+            .flat_map(|scope| &scope.spans)
+        {
+            received.push(ReceivedSpan {
+                service_name: service_name.clone(),
+                trace_id: hex(&span.trace_id),
+                span_id: hex(&span.span_id),
+                parent_span_id: hex(&span.parent_span_id),
+                trace_state: span.trace_state.clone(),
+                name: span.name.clone(),
+                kind: kind(span.kind),
+                attributes: span.attributes.iter().map(attribute).collect(),
+                failed: span.status.as_ref().is_some_and(|status| status.code == 2),
+            });
+        }
+    }
+    received
 }
 
 fn hex(bytes: &[u8]) -> String {
