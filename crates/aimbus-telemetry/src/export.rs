@@ -3,7 +3,7 @@
 //! dropped and counted instead of waited for.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use opentelemetry::Context;
@@ -18,6 +18,9 @@ use crate::metrics;
 struct Backlog {
     spans: AtomicUsize,
     capacity: usize,
+    /// Whether the last export failed, so a failing collector is logged once, and its
+    /// recovery once, not every batch.
+    failing: AtomicBool,
 }
 
 /// Admits finished spans into `inner` (the SDK's batch processor) while the backlog has
@@ -41,6 +44,7 @@ pub fn bounded<E: SpanExporter>(exporter: E, capacity: usize) -> (Admission, Cou
     let backlog = Arc::new(Backlog {
         spans: AtomicUsize::new(0),
         capacity,
+        failing: AtomicBool::new(false),
     });
     let exporter = CountingExporter {
         inner: exporter,
@@ -97,9 +101,19 @@ impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
         let spans = batch.len();
         let result = self.inner.export(batch).await;
         self.backlog.spans.fetch_sub(spans, Ordering::AcqRel);
-        let name = match result {
-            Ok(()) => metrics::SPANS_EXPORTED,
-            Err(_) => metrics::SPANS_FAILED,
+        let name = match &result {
+            Ok(()) => {
+                if self.backlog.failing.swap(false, Ordering::AcqRel) {
+                    tracing::info!("trace export resumed");
+                }
+                metrics::SPANS_EXPORTED
+            }
+            Err(error) => {
+                if !self.backlog.failing.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(%error, "trace export failed; spans are lost (and counted in aimbus_trace_spans_failed_total) until the collector answers");
+                }
+                metrics::SPANS_FAILED
+            }
         };
         ::metrics::counter!(name).increment(spans as u64);
         result

@@ -90,6 +90,15 @@ pub enum Process {
 pub fn init(config: &Config, process: Process) -> Result<Telemetry, Error> {
     let (subscriber, telemetry) = subscriber(config, process)?;
     subscriber.try_init().map_err(|_| Error::AlreadyInstalled)?;
+    if telemetry.exports_traces() {
+        let settings = config.telemetry();
+        tracing::info!(
+            endpoint = %settings.otlp_endpoint,
+            protocol = ?settings.otlp_protocol,
+            sampling_ratio = settings.sampling_ratio,
+            "exporting traces over otlp"
+        );
+    }
     Ok(telemetry)
 }
 
