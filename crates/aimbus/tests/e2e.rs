@@ -69,6 +69,52 @@ fn start_logging(
     (child, gateway)
 }
 
+/// `aimbus serve` and `aimbus systems simulate <simulated…>` as processes, in a namespace
+/// of their own on the real broker; `stop` ends both and removes the namespace.
+struct Stack {
+    namespace: String,
+    path: std::path::PathBuf,
+    config: Config,
+    /// The gateway's base URL.
+    gateway: String,
+    serve: Child,
+    simulate: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Stack {
+    fn start(name: &str, simulated: &[&str], env: &[(&str, &str)]) -> Stack {
+        let namespace = format!("aimbus-{name}-{}", uuid::Uuid::new_v4().simple());
+        let (dir, path) = config_in(&namespace);
+        let (serve, gateway) =
+            start_logging(&path, &namespace, &["serve"], "aimbus is serving", env);
+        let gateway = gateway.expect("serve logs its gateway address");
+        let simulate_args = [&["systems", "simulate"], simulated].concat();
+        let simulate = start_with(
+            &path,
+            &namespace,
+            &simulate_args,
+            "simulated systems serving",
+            env,
+        );
+        Stack {
+            config: Config::load(&path, Vec::new()).unwrap(),
+            gateway: format!("http://{gateway}"),
+            namespace,
+            path,
+            serve,
+            simulate,
+            _dir: dir,
+        }
+    }
+
+    async fn stop(self) {
+        common::terminate(self.simulate);
+        common::terminate(self.serve);
+        remove_namespace(&self.config, &self.namespace).await;
+    }
+}
+
 /// `aimbus token mint` with `config`, as a user runs it.
 fn mint(config: &std::path::Path, sub: &str, role: &str) -> String {
     let output = common::aimbus_command()
@@ -88,20 +134,9 @@ fn mint(config: &std::path::Path, sub: &str, role: &str) -> String {
 /// and its reply arrives on its `reply_to` queue.
 #[tokio::test(flavor = "multi_thread")]
 async fn http_messages_reach_simulated_systems_over_rabbitmq() {
-    let namespace = format!("aimbus-http-{}", uuid::Uuid::new_v4().simple());
-    let (_dir, path) = config_in(&namespace);
-    let (serve, gateway) = start_logging(&path, &namespace, &["serve"], "aimbus is serving", &[]);
-    let gateway = format!(
-        "http://{}",
-        gateway.expect("serve logs its gateway address")
-    );
-    let simulate = start(
-        &path,
-        &namespace,
-        &["systems", "simulate", "--all"],
-        "simulated systems serving",
-    );
-    let token = mint(&path, "cmc_001", "publisher");
+    let stack = Stack::start("http", &["--all"], &[]);
+    let (gateway, namespace) = (&stack.gateway, &stack.namespace);
+    let token = mint(&stack.path, "cmc_001", "publisher");
     let http = reqwest::Client::new();
 
     let ready: serde_json::Value = http
@@ -130,8 +165,7 @@ async fn http_messages_reach_simulated_systems_over_rabbitmq() {
     assert_eq!(reply["correlation_id"], message["message_id"]);
     assert_eq!(reply["payload"]["status"], "success", "{reply}");
 
-    let config = Config::load(&path, Vec::new()).unwrap();
-    let connection = Connection::connect(&config.amqp().url, ConnectionProperties::default())
+    let connection = Connection::connect(&stack.config.amqp().url, ConnectionProperties::default())
         .await
         .unwrap();
     let channel = connection.create_channel().await.unwrap();
@@ -171,26 +205,15 @@ async fn http_messages_reach_simulated_systems_over_rabbitmq() {
     let _ = channel
         .queue_delete(replies.as_str().into(), QueueDeleteOptions::default())
         .await;
-    common::terminate(simulate);
-    common::terminate(serve);
-    remove_namespace(&config, &namespace).await;
+    stack.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_and_simulated_systems_answer_a_client_over_rabbitmq() {
-    let namespace = format!("aimbus-e2e-{}", uuid::Uuid::new_v4().simple());
-    let (_dir, path) = config_in(&namespace);
-    let serve = start(&path, &namespace, &["serve"], "aimbus is serving");
-    let simulate = start(
-        &path,
-        &namespace,
-        &["systems", "simulate", "--all"],
-        "simulated systems serving",
-    );
-
-    let config = Config::load(&path, Vec::new()).unwrap();
+    let stack = Stack::start("e2e", &["--all"], &[]);
+    let (config, namespace) = (&stack.config, &stack.namespace);
     let codec = Codec::new(config.decode_limits());
-    let client = BusClient::connect(&config.amqp().url, &namespace, codec)
+    let client = BusClient::connect(&config.amqp().url, namespace, codec)
         .await
         .unwrap();
     for (target, message_type) in [("hhni_001", "data_request"), ("vif", "status_update")] {
@@ -219,10 +242,7 @@ async fn serve_and_simulated_systems_answer_a_client_over_rabbitmq() {
             reply.message
         );
     }
-    common::terminate(simulate);
-    common::terminate(serve);
-
-    remove_namespace(&config, &namespace).await;
+    stack.stop().await;
 }
 
 /// A queue of the test's own, as a client declares one for `reply_to`.
@@ -429,31 +449,13 @@ async fn one_message_is_one_trace_across_http_and_rabbitmq() {
 
     let receiver = Receiver::start().unwrap();
     let endpoint = receiver.endpoint();
-    let namespace = format!("aimbus-trace-{}", uuid::Uuid::new_v4().simple());
-    let (_dir, path) = config_in(&namespace);
     let exporting = [
         ("AIMBUS_TELEMETRY__OTLP_ENDPOINT", endpoint.as_str()),
         ("AIMBUS_TELEMETRY__EXPORT_INTERVAL_MS", "100"),
     ];
-    let (serve, gateway) = start_logging(
-        &path,
-        &namespace,
-        &["serve"],
-        "aimbus is serving",
-        &exporting,
-    );
-    let gateway = format!(
-        "http://{}",
-        gateway.expect("serve logs its gateway address")
-    );
-    let simulate = start_with(
-        &path,
-        &namespace,
-        &["systems", "simulate", "--system", "hhni_001"],
-        "simulated systems serving",
-        &exporting,
-    );
-    let token = mint(&path, "cmc_001", "publisher");
+    let stack = Stack::start("trace", &["--system", "hhni_001"], &exporting);
+    let (gateway, namespace) = (&stack.gateway, &stack.namespace);
+    let token = mint(&stack.path, "cmc_001", "publisher");
     let http = reqwest::Client::new();
     let post = |message: &serde_json::Value, trace_id: &str, respond_async: bool| {
         let mut request = http
@@ -583,8 +585,7 @@ async fn one_message_is_one_trace_across_http_and_rabbitmq() {
 
     // Enqueued over HTTP with a reply_to: the trace crosses the ingress queue, reaches
     // the system, and its context (baggage too) comes back with the reply.
-    let config = Config::load(&path, Vec::new()).unwrap();
-    let connection = Connection::connect(&config.amqp().url, ConnectionProperties::default())
+    let connection = Connection::connect(&stack.config.amqp().url, ConnectionProperties::default())
         .await
         .unwrap();
     let channel = connection.create_channel().await.unwrap();
@@ -642,32 +643,22 @@ async fn one_message_is_one_trace_across_http_and_rabbitmq() {
     let _ = channel
         .queue_delete(replies.as_str().into(), QueueDeleteOptions::default())
         .await;
-    common::terminate(simulate);
-    common::terminate(serve);
-    remove_namespace(&config, &namespace).await;
+    stack.stop().await;
 }
 
 /// `aimbus systems ping` asks workers directly: a simulated system answers healthy, a
 /// system nobody serves fails the command.
 #[tokio::test(flavor = "multi_thread")]
 async fn systems_ping_asks_the_workers_themselves() {
-    let namespace = format!("aimbus-ping-{}", uuid::Uuid::new_v4().simple());
-    let (_dir, path) = config_in(&namespace);
     // The bus declares the delivery exchange the checks are published to.
-    let serve = start(&path, &namespace, &["serve"], "aimbus is serving");
-    let simulate = start(
-        &path,
-        &namespace,
-        &["systems", "simulate", "--system", "hhni_001"],
-        "simulated systems serving",
-    );
+    let stack = Stack::start("ping", &["--system", "hhni_001"], &[]);
     let ping = |args: &[&str]| {
         common::aimbus_command()
             .arg("--config")
-            .arg(&path)
+            .arg(&stack.path)
             .args(["systems", "ping"])
             .args(args)
-            .env("AIMBUS_AMQP__NAMESPACE", &namespace)
+            .env("AIMBUS_AMQP__NAMESPACE", &stack.namespace)
             .output()
             .unwrap()
     };
@@ -685,8 +676,5 @@ async fn systems_ping_asks_the_workers_themselves() {
     assert_eq!(unserved.status.code(), Some(1), "{unserved:?}");
     let stdout = String::from_utf8_lossy(&unserved.stdout);
     assert!(stdout.starts_with("hhni_001 ok\nvif_001 "), "{unserved:?}");
-    common::terminate(simulate);
-    common::terminate(serve);
-    let config = Config::load(&path, Vec::new()).unwrap();
-    remove_namespace(&config, &namespace).await;
+    stack.stop().await;
 }
