@@ -113,7 +113,9 @@ impl Handler<Deliver> for SystemActor {
             mode,
             span,
         } = deliver;
-        let delivery = span.in_scope(|| self.transports.deliver(&self.system, message, mode));
+        // Transports start their traced work (a publish, an HTTP call) when first polled,
+        // so entering the span around the polls is enough.
+        let delivery = self.transports.deliver(&self.system, message, mode);
         Box::pin(delivery.instrument(span))
     }
 }

@@ -3,8 +3,6 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::AMQPValue;
 use lapin::{BasicProperties, Channel, Connection};
 
-use tracing::Instrument;
-
 use crate::envelope::ERROR_HEADER;
 use crate::trace_context;
 use crate::{Error, Names, metrics};
@@ -39,9 +37,9 @@ impl Publisher {
     ) -> Result<(), Error> {
         let span = trace_context::publish_span(exchange, routing_key, &properties);
         let properties = span.in_scope(|| trace_context::with_current_context(properties));
+        // Not entered while awaiting the confirm: nothing is traced inside.
         let published = self
             .confirmed(exchange, routing_key, body, properties)
-            .instrument(span.clone())
             .await;
         if published.is_err() {
             trace_context::mark_failed(&span);

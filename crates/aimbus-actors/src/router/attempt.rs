@@ -8,7 +8,6 @@ use std::time::Duration;
 use aimbus_core::IntegrationMessage;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
-use tracing::Instrument;
 
 use crate::Error;
 use crate::breaker::{BreakerHandle, BreakerPermit};
@@ -96,11 +95,12 @@ impl Attempt {
         message: Arc<IntegrationMessage>,
         timeout: Duration,
         mode: DeliveryMode,
-        number: u32,
+        (number, route): (u32, &tracing::Span),
     ) -> Result<Reply, Error> {
         let started = Instant::now();
         let system_id = &*self.instance.id;
         let span = tracing::debug_span!(
+            parent: route,
             "attempt",
             otel.name = %format_args!("attempt {system_id}"),
             otel.status_code = tracing::field::Empty,
@@ -117,10 +117,9 @@ impl Attempt {
                     mode,
                     span: span.clone(),
                 });
-                match tokio::time::timeout_at(started + timeout, delivered)
-                    .instrument(span.clone())
-                    .await
-                {
+                // Not entered here: nothing happens in this task while the system actor's
+                // transport works in the span.
+                match tokio::time::timeout_at(started + timeout, delivered).await {
                     Err(_) => Err(Error::Timeout {
                         system_id: system_id.to_owned(),
                         after: timeout,

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use aimbus_core::{IntegrationMessage, IntegrationStatus, SystemInfo};
-use tracing::Instrument;
 
 use super::Routed;
 use super::attempt::{Attempt, Instances};
@@ -76,7 +75,7 @@ pub struct Fallback {
     /// Time allowed for each stand-in's answer.
     pub timeout: Duration,
     pub mode: DeliveryMode,
-    /// The route's span, which the stand-ins' attempts are children of.
+    /// The route's span, the parent of the stand-ins' attempts.
     pub span: tracing::Span,
 }
 
@@ -100,20 +99,21 @@ impl Handler<Fallback> for FallbackActor {
         };
         let directory = self.directory.clone();
         let (timeout, mode, breakers) = (request.timeout, request.mode, self.breakers);
-        let span = request.span.clone();
-        let stand_ins = async move {
+        Box::pin(async move {
             let mut last = None;
             for (tried, instance) in candidates.into_iter().enumerate() {
                 let Ok(attempt) = Attempt::acquire(&instance, breakers) else {
                     continue;
                 };
+                let number = tried as u32 + 1;
+                let route = &request.span;
                 match attempt
                     .run(
                         &directory,
                         request.message.clone(),
                         timeout,
                         mode,
-                        tried as u32 + 1,
+                        (number, route),
                     )
                     .await
                 {
@@ -140,8 +140,7 @@ impl Handler<Fallback> for FallbackActor {
                 reason,
                 retry_after: request.retry_after,
             })
-        };
-        Box::pin(stand_ins.instrument(span))
+        })
     }
 }
 

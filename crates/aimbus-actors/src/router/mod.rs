@@ -23,7 +23,6 @@ use tokio::sync::{Semaphore, broadcast};
 use tokio::time::Instant;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
-use tracing::Instrument;
 
 pub use attempt::{Instance, Refusal};
 pub use balance::{Balancer, Choice, weight_of};
@@ -388,10 +387,11 @@ impl Handler<Route> for Router {
             attempts,
             mode,
             cache_key,
+            span,
             _slot: slot,
         };
         // The async fn's future is boxed as it is: no wrapper block holding a second copy.
-        Box::pin(delivery.run(first, span))
+        Box::pin(delivery.run(first))
     }
 }
 
@@ -483,12 +483,15 @@ struct Delivery {
     attempts: u32,
     mode: DeliveryMode,
     cache_key: Option<cache::CacheKey>,
+    /// The route's span, the explicit parent of each attempt's: never entered, as
+    /// entering it on every poll of this future would cost more than the spans.
+    span: tracing::Span,
     _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Delivery {
-    async fn run(self, first: Result<Step, Error>, span: tracing::Span) -> Result<Routed, Error> {
-        let result = self.with_retries(first).instrument(span.clone()).await;
+    async fn run(self, first: Result<Step, Error>) -> Result<Routed, Error> {
+        let result = self.with_retries(first).await;
         if let (Ok(routed), Some(cache), Some(key)) = (&result, &self.shared.cache, self.cache_key)
         {
             cache.insert(
@@ -499,7 +502,7 @@ impl Delivery {
                 },
             );
         }
-        record_outcome(&span, &result);
+        record_outcome(&self.span, &result);
         result
     }
 
@@ -543,7 +546,7 @@ impl Delivery {
                 return Err(error);
             }
             ::metrics::counter!(metrics::RETRIES).increment(1);
-            tracing::debug!(message_id = %message.message_id, attempt, %error, wait_ms = wait.as_millis() as u64, "retrying");
+            tracing::debug!(parent: &self.span, message_id = %message.message_id, attempt, %error, wait_ms = wait.as_millis() as u64, "retrying");
             let pause = Box::pin(tokio::time::sleep(wait));
             pause.await;
             attempt += 1;
@@ -570,7 +573,13 @@ impl Delivery {
                 let served_by = next.system_id().to_owned();
                 let timeout = within(self.shared.request_timeout);
                 let reply = next
-                    .run(&self.shared.directory, message, timeout, self.mode, number)
+                    .run(
+                        &self.shared.directory,
+                        message,
+                        timeout,
+                        self.mode,
+                        (number, &self.span),
+                    )
                     .await?;
                 Ok(Routed {
                     reply,
@@ -590,7 +599,7 @@ impl Delivery {
                     retry_after,
                     timeout: within(self.shared.fallback_timeout),
                     mode: self.mode,
-                    span: tracing::Span::current(),
+                    span: self.span.clone(),
                 };
                 self.shared
                     .fallback
