@@ -544,7 +544,6 @@ async fn one_message_is_one_trace_across_http_and_rabbitmq() {
             ("aimbus.target_system", "hhni_001"),
             ("aimbus.served_by", "hhni_001"),
             ("aimbus.outcome", "delivered"),
-            ("aimbus.fallback", "false"),
         ],
     );
     expect(

@@ -298,11 +298,10 @@ pub fn route_span(message: &IntegrationMessage, mode: DeliveryMode) -> tracing::
         aimbus.source_system = %message.source_system,
         aimbus.target_system = %message.target_system,
         aimbus.delivery_mode = mode.as_str(),
+        // `delivered`, `fallback` (a stand-in answered), `cached`, or why it failed.
         aimbus.outcome = tracing::field::Empty,
         aimbus.served_by = tracing::field::Empty,
         aimbus.attempts = tracing::field::Empty,
-        aimbus.fallback = tracing::field::Empty,
-        aimbus.cached = tracing::field::Empty,
         error.type = tracing::field::Empty,
     )
 }
@@ -352,8 +351,6 @@ fn record_outcome(span: &tracing::Span, result: &Result<Routed, Error>) {
         Ok(routed) => {
             span.record("aimbus.served_by", routed.served_by.as_str());
             span.record("aimbus.attempts", routed.attempts);
-            span.record("aimbus.fallback", routed.fallback);
-            span.record("aimbus.cached", routed.cached);
         }
         Err(_) => {
             span.record("otel.status_code", "error");
