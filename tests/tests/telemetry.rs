@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aimbus_core::Config;
 use aimbus_telemetry::Process;
-use aimbus_telemetry::metrics::{SPANS_DROPPED, SPANS_EXPORTED};
+use aimbus_telemetry::metrics::SPANS_DROPPED;
 use aimbus_telemetry::receiver::Receiver;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
@@ -18,7 +18,9 @@ fn config(overrides: &[(&str, &str)]) -> Config {
 }
 
 /// Counters are recorded on the exporter's threads too: one process-wide recorder for
-/// this test binary, installed by whichever test comes first.
+/// this test binary, installed by whichever test comes first. The tests run side by
+/// side, so only counts no other test moves are asserted (the others never fill their
+/// queues, so they drop nothing).
 fn snapshotter() -> &'static Snapshotter {
     static SNAPSHOTTER: std::sync::OnceLock<Snapshotter> = std::sync::OnceLock::new();
     SNAPSHOTTER.get_or_init(|| {
@@ -100,7 +102,6 @@ fn a_collector_that_never_answers_costs_spans_not_time() {
         (9_900..=10_000).contains(&dropped),
         "dropped {dropped} of 10000 with room for 100"
     );
-    assert_eq!(counter(SPANS_EXPORTED), 0);
     drop(telemetry);
     drop(held);
 }
