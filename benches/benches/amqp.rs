@@ -382,12 +382,21 @@ enum Traced {
 }
 
 impl Traced {
+    const ALL: [Traced; 3] = [Traced::Nothing, Traced::Bus, Traced::Everything];
+
     fn arg(self) -> &'static str {
         match self {
             Traced::Nothing => "nothing",
             Traced::Bus => "bus",
             Traced::Everything => "everything",
         }
+    }
+
+    fn from_arg(arg: &str) -> Traced {
+        Traced::ALL
+            .into_iter()
+            .find(|traced| traced.arg() == arg)
+            .unwrap_or_else(|| panic!("--bus-run takes nothing, bus or everything, not {arg}"))
     }
 }
 
@@ -416,7 +425,7 @@ fn median(mut runs: Vec<BusRun>) -> BusRun {
 }
 
 /// The child's side: the bus path with the subscriber `aimbus serve` would install.
-fn bus_run(n: usize, traced: &str, otlp_endpoint: &str) {
+fn bus_run(n: usize, traced: Traced, otlp_endpoint: &str) {
     // AIMBUS_TELEMETRY__… variables (the protocol, the queue) apply as they would to a
     // bus; the run's own settings come first and win.
     let config = |tracing: bool| {
@@ -431,11 +440,11 @@ fn bus_run(n: usize, traced: &str, otlp_endpoint: &str) {
         Config::from_toml_str("bench", "", env, ".".into()).unwrap()
     };
     let (global, bus_only) = match traced {
-        "everything" => (config(true), None),
-        "bus" => (config(false), Some(config(true))),
-        _ => (config(false), None),
+        Traced::Everything => (config(true), None),
+        Traced::Bus => (config(false), Some(config(true))),
+        Traced::Nothing => (config(false), None),
     };
-    let _global = aimbus_telemetry::init(&global, Process::Bus).unwrap();
+    let global_telemetry = aimbus_telemetry::init(&global, Process::Bus).unwrap();
     let bus_only = bus_only.map(|config| {
         let (subscriber, telemetry) = aimbus_telemetry::subscriber(&config, Process::Bus).unwrap();
         (tracing::Dispatch::new(subscriber), telemetry)
@@ -460,7 +469,7 @@ fn bus_run(n: usize, traced: &str, otlp_endpoint: &str) {
     });
     // Flushes what is still queued.
     drop(bus_only);
-    drop(_global);
+    drop(global_telemetry);
     let ms = |q: f64| latencies.value_at_quantile(q) as f64 / 1e3;
     let run = BusRun {
         rate,
@@ -480,7 +489,7 @@ fn main() {
         .map_or(20_000, |v| v.parse().expect("--messages takes a number"));
     let arg = |name: &str| args.iter().skip_while(|a| *a != name).nth(1);
     if let (Some(traced), Some(endpoint)) = (arg("--bus-run"), arg("--otlp-endpoint")) {
-        return bus_run(n, traced, endpoint);
+        return bus_run(n, Traced::from_arg(traced), endpoint);
     }
     let namespace = format!("aimbus-bench-{}", std::process::id());
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -495,11 +504,10 @@ fn main() {
     // Untraced and traced runs alternate, so drift on a shared machine hits both alike;
     // the medians are compared.
     let receiver = Receiver::start().unwrap();
-    let settings = [Traced::Nothing, Traced::Bus, Traced::Everything];
-    let mut runs: Vec<Vec<BusRun>> = settings.iter().map(|_| Vec::new()).collect();
+    let mut runs: Vec<Vec<BusRun>> = Traced::ALL.iter().map(|_| Vec::new()).collect();
     for _ in 0..rounds {
-        for (setting, runs) in settings.iter().zip(&mut runs) {
-            runs.push(bus_run_in_child(n, *setting, &receiver.endpoint()));
+        for (setting, runs) in Traced::ALL.into_iter().zip(&mut runs) {
+            runs.push(bus_run_in_child(n, setting, &receiver.endpoint()));
         }
     }
     let spans_exported = receiver.span_count();

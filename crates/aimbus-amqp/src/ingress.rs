@@ -77,7 +77,8 @@ pub async fn start(
 
 struct Work {
     publisher: Publisher,
-    /// The ingress queue's name, which its process spans carry.
+    /// The ingress queue's name, which every delivery's process span carries: made once
+    /// here rather than per delivery.
     queue: String,
     names: Names,
     codec: Codec,

@@ -118,24 +118,28 @@ pub fn subscriber(
     };
     let slot = DispatchSlot::default();
     let logs = log_layer(json, &slot, std::io::stderr).with_filter(filter);
-    let mut telemetry = Telemetry {
-        provider: None,
-        runtime: None,
-    };
     let service_name = match process {
         Process::Bus => Some(settings.service_name.clone()),
         Process::Systems => Some(format!("{}-systems", settings.service_name)),
         Process::Command => None,
     };
-    let traces = match service_name.filter(|_| config.monitoring().enable_tracing) {
+    let (traces, telemetry) = match service_name.filter(|_| config.monitoring().enable_tracing) {
         Some(service_name) => {
             let (provider, runtime) = tracer_provider(settings, &service_name)?;
-            let tracer = provider.tracer("aimbus");
-            telemetry.provider = Some(provider);
-            telemetry.runtime = runtime;
-            Some(trace_layer(tracer))
+            let layer = trace_layer(provider.tracer("aimbus"));
+            let telemetry = Telemetry {
+                provider: Some(provider),
+                runtime,
+            };
+            (Some(layer), telemetry)
         }
-        None => None,
+        None => {
+            let telemetry = Telemetry {
+                provider: None,
+                runtime: None,
+            };
+            (None, telemetry)
+        }
     };
     let subscriber = tracing_subscriber::registry()
         .with(logs)
