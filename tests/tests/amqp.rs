@@ -294,6 +294,83 @@ async fn a_request_on_the_ingress_reaches_an_sdk_system_and_its_reply_comes_back
     bus.remove().await;
 }
 
+/// Ready and unacknowledged messages of `queue`, as the broker counts them.
+fn queue_counts(queue: &str) -> Option<(u64, u64)> {
+    let output = std::process::Command::new("rabbitmqctl")
+        .args(["-q", "list_queues", "name", "messages_ready"])
+        .arg("messages_unacknowledged")
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split_whitespace();
+            (fields.next()? == queue).then_some(())?;
+            Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+        })
+}
+
+#[actix_rt::test]
+async fn a_slow_message_holds_only_its_own_prefetch_slot_and_every_message_is_acked() {
+    let bus = amqp_bus().await;
+    let release = Arc::new(tokio::sync::Notify::new());
+    let fast = Arc::new(AtomicU32::new(0));
+    let (held, handled) = (Arc::clone(&release), Arc::clone(&fast));
+    bus.serve(move |message: IntegrationMessage| {
+        let (held, handled) = (Arc::clone(&held), Arc::clone(&handled));
+        async move {
+            if message.payload.contains_key("slow") {
+                held.notified().await;
+            } else {
+                handled.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(serde_json::Map::new())
+        }
+    })
+    .await;
+    let client = bus.client().await;
+    let message = |payload: serde_json::Value| {
+        let payload = payload.as_object().unwrap().clone();
+        IntegrationMessage::new("cmc_001", "hhni_101", "status_update", payload)
+    };
+    client
+        .send(&message(json!({"slow": true})), Format::MessagePack)
+        .await
+        .unwrap();
+    for n in 0..40 {
+        client
+            .send(&message(json!({"n": n})), Format::MessagePack)
+            .await
+            .unwrap();
+    }
+    // Forty messages through the worker's prefetch of 8 while the first is held: each
+    // is acked without waiting for the held one, or the broker would stop at 8.
+    for _ in 0..600 {
+        if fast.load(Ordering::SeqCst) == 40 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        fast.load(Ordering::SeqCst),
+        40,
+        "the held message stalled the rest"
+    );
+    release.notify_one();
+    // Coalesced or alone, every delivery ends acknowledged: nothing ready, nothing held.
+    let queue = bus.names.system_queue("hhni_101");
+    let mut counts = None;
+    for _ in 0..30 {
+        counts = queue_counts(&queue);
+        if counts == Some((0, 0)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(counts, Some((0, 0)), "ready and unacknowledged in {queue}");
+    bus.remove().await;
+}
+
 #[actix_rt::test]
 async fn a_system_failure_comes_back_typed_and_a_rejection_is_not_retried() {
     let bus = amqp_bus().await;

@@ -10,12 +10,13 @@ use std::time::Duration;
 use aimbus_core::{AmqpConfig, Codec, IntegrationMessage, Keyring};
 use lapin::Connection;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use tokio_stream::StreamExt;
 use tracing::Instrument;
 
 use crate::Error;
+use crate::acks::Acks;
 use crate::bridge::BridgeSecurity;
 use crate::dedup::DedupWindow;
 use crate::envelope::{self, Routing};
@@ -57,12 +58,14 @@ pub async fn start(
         router,
         forwarded: Mutex::new(DedupWindow::new(config.dedup_window)),
         delivery_limit: config.delivery_limit,
+        acks: Acks::start(channel.clone()),
     });
     Ok(tokio::spawn(async move {
         let _channel = channel;
         while let Some(delivery) = consumer.next().await {
             match delivery {
                 Ok(delivery) => {
+                    work.acks.delivered(delivery.delivery_tag);
                     let span = trace_context::process_span(&work.queue, &delivery);
                     tokio::spawn(Arc::clone(&work).handle(delivery).instrument(span));
                 }
@@ -89,6 +92,7 @@ struct Work {
     /// its sender gets its answer again; a dead letter may be replayed.)
     forwarded: Mutex<DedupWindow<()>>,
     delivery_limit: u32,
+    acks: Acks,
 }
 
 /// What becomes of an ingress delivery.
@@ -133,32 +137,35 @@ impl Work {
                 .expect("forwarded lock")
                 .insert(id, ());
         }
-        let requeue = BasicNackOptions {
-            requeue: true,
-            ..BasicNackOptions::default()
-        };
-        let acked = match settled {
-            Ok(Settle::Ack | Settle::Forwarded) => delivery.ack(BasicAckOptions::default()).await,
+        let tag = delivery.delivery_tag;
+        let returned = match settled {
+            Ok(Settle::Ack | Settle::Forwarded) => {
+                self.acks.ack(tag);
+                return;
+            }
             Ok(Settle::Retry { pause, failed }) => {
                 // Held meanwhile, so a system that is down slows the ingress rather than
                 // spinning its messages through the queue.
                 tokio::time::sleep(pause).await;
                 match self.requeue_counted(&delivery, failed).await {
-                    Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+                    Ok(()) => {
+                        self.acks.ack(tag);
+                        return;
+                    }
                     Err(error) => {
                         tracing::warn!(%error, "ingress message returned to the queue uncounted");
-                        delivery.nack(requeue).await
+                        self.acks.nack(tag, true).await
                     }
                 }
             }
             // A publish we needed failed: hand the message back for another try.
             Err(error) => {
                 tracing::warn!(%error, "ingress message returned to the queue");
-                delivery.nack(requeue).await
+                self.acks.nack(tag, true).await
             }
         };
-        if let Err(error) = acked {
-            tracing::warn!(%error, "ingress acknowledgement failed; the broker will redeliver");
+        if let Err(error) = returned {
+            tracing::warn!(%error, "ingress nack failed; the broker will redeliver");
         }
     }
 

@@ -2,6 +2,7 @@
 //! AMQP transport, request/reply, the ingress consumer and dead letters.
 #![forbid(unsafe_code)]
 
+mod acks;
 mod bridge;
 mod dead_letters;
 mod dedup;
@@ -17,6 +18,7 @@ pub mod topology;
 pub mod trace_context;
 mod transport;
 
+pub use acks::Acks;
 pub use bridge::{Bridge, BridgeSecurity};
 pub use dead_letters::{DeadLetter, DeadLetters, Selection};
 pub use dedup::DedupWindow;

@@ -4,10 +4,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aimbus_amqp::envelope::{self, OUTCOME_HEADER, Routing};
-use aimbus_amqp::{DedupWindow, Names, Publisher, topology, trace_context};
+use aimbus_amqp::{Acks, DedupWindow, Names, Publisher, topology, trace_context};
 use aimbus_core::{AmqpConfig, Codec, IntegrationMessage, Keyring, SystemInfo};
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use serde_json::{Map, Value, json};
@@ -73,8 +73,24 @@ pub struct WorkerStats {
 /// What was answered to a message, kept to answer its redeliveries.
 #[derive(Clone)]
 struct Answer {
-    reply: IntegrationMessage,
+    reply: Arc<IntegrationMessage>,
     outcome: &'static str,
+}
+
+impl Answer {
+    /// What a redelivery needs of this answer. A forwarded message answers nobody, so
+    /// the handler's payload, of any size, is not kept for it: only the outcome (and a
+    /// refusal's reason, which is the whole payload then).
+    fn to_remember(&self, forwarded: bool) -> Answer {
+        if forwarded && self.outcome == "ok" {
+            Answer {
+                reply: Arc::new(self.reply.without_payload()),
+                outcome: self.outcome,
+            }
+        } else {
+            self.clone()
+        }
+    }
 }
 
 /// What becomes of a delivery once handled.
@@ -186,40 +202,43 @@ impl SystemWorker {
             .await?;
         let publisher = Publisher::open(connection).await?;
         tracing::info!(system_id = %self.system.system_id, %queue, "system worker serving");
+        let acks = Acks::start(channel.clone());
         let consume = async {
             while let Some(Ok(delivery)) = consumer.next().await {
-                let shared = Arc::clone(shared);
-                let publisher = publisher.clone();
+                acks.delivered(delivery.delivery_tag);
+                let (shared, publisher, acks) =
+                    (Arc::clone(shared), publisher.clone(), acks.clone());
                 // The handler runs in this span: its own spans, and the reply's publish,
                 // are children of the bus's publish that brought the message.
                 let span = trace_context::process_span(&queue, &delivery);
                 let work = async move {
-                    let requeue = BasicNackOptions {
-                        requeue: true,
-                        ..BasicNackOptions::default()
-                    };
-                    let settled = match shared.handle(&publisher, &delivery).await {
-                        Ok(Settle::Ack) => delivery.ack(BasicAckOptions::default()).await,
+                    let tag = delivery.delivery_tag;
+                    let returned = match shared.handle(&publisher, &delivery).await {
+                        Ok(Settle::Ack) => {
+                            acks.ack(tag);
+                            return;
+                        }
                         Ok(Settle::Retry) => {
                             // Held a moment, so a failing handler is not spun at full speed.
                             tokio::time::sleep(RETRY_PAUSE).await;
-                            delivery.nack(requeue).await
+                            acks.nack(tag, true).await
                         }
                         // The requester's reply queue is gone (it reconnected or quit):
                         // the work is done and nobody waits for its answer.
                         Err(Error::Amqp(aimbus_amqp::Error::Unroutable { .. })) => {
                             tracing::info!("reply dropped: its reply queue no longer exists");
-                            delivery.ack(BasicAckOptions::default()).await
+                            acks.ack(tag);
+                            return;
                         }
                         // Anything else is the broker's trouble: hand it back, so the
                         // prefetch slot is freed and the message comes round again.
                         Err(error) => {
                             tracing::warn!(%error, "message returned to the queue");
-                            delivery.nack(requeue).await
+                            acks.nack(tag, true).await
                         }
                     };
-                    if let Err(error) = settled {
-                        tracing::warn!(%error, "acknowledgement failed; the broker will redeliver");
+                    if let Err(error) = returned {
+                        tracing::warn!(%error, "nack failed; the broker will redeliver");
                     }
                 };
                 tokio::spawn(work.instrument(span));
@@ -271,13 +290,15 @@ where
                 answer
             }
             None => {
-                let answer = self.answer(&message).await;
+                let message_id = message.message_id.clone();
+                let answer = self.answer(message).await;
                 // A failure may succeed next time, so only settled answers are kept.
                 if answer.outcome != "failed" {
+                    let forwarded = delivery.properties.reply_to().is_none();
                     self.answered
                         .lock()
                         .expect("dedup lock")
-                        .insert(&message.message_id, answer.clone());
+                        .insert(&message_id, answer.to_remember(forwarded));
                 }
                 answer
             }
@@ -315,41 +336,56 @@ where
         Ok(Settle::Ack)
     }
 
-    async fn answer(&self, message: &IntegrationMessage) -> Answer {
+    /// The handler's answer to `message`, opened first and sealed after when it came
+    /// sealed.
+    async fn answer(&self, mut message: IntegrationMessage) -> Answer {
+        // The envelope the reply is made from; the payload goes to the handler, uncopied.
+        let request = message.without_payload();
         let sealed = Keyring::is_sealed(&message.payload);
-        let opened = match (&self.keyring, sealed) {
+        match (&self.keyring, sealed) {
             (Some(keyring), true) => {
-                let mut opened = message.clone();
-                match keyring.open(&mut opened) {
-                    Ok(()) => Some(opened),
+                if let Err(error) = keyring.open(&mut message) {
                     // Refused like a handler's rejection: another attempt would fail too.
-                    Err(error) => return self.refuse(message, format!("unauthorised: {error}")),
+                    return self.refuse(&request, format!("unauthorised: {error}"));
                 }
             }
             (None, true) => {
                 let reason = "unauthorised: a sealed payload, and this worker has no keyring";
-                return self.refuse(message, reason.to_owned());
+                return self.refuse(&request, reason.to_owned());
             }
-            _ => None,
-        };
-        let message = opened.as_ref().unwrap_or(message);
-        let mut answer = self.answer_plain(message).await;
+            _ => {}
+        }
+        let mut answer = self.answer_plain(&request, message).await;
         if let (Some(keyring), true) = (&self.keyring, sealed) {
-            if let Err(error) = keyring.seal(&mut answer.reply) {
-                return self.refuse(message, format!("cannot seal the reply: {error}"));
+            if let Err(error) = keyring.seal(Arc::make_mut(&mut answer.reply)) {
+                return self.refuse(&request, format!("cannot seal the reply: {error}"));
             }
         }
         answer
     }
 
-    fn refuse(&self, message: &IntegrationMessage, reason: String) -> Answer {
+    fn refuse(&self, request: &IntegrationMessage, reason: String) -> Answer {
+        self.reply(request, error_payload(reason), "rejected")
+    }
+
+    fn reply(
+        &self,
+        request: &IntegrationMessage,
+        payload: Map<String, Value>,
+        outcome: &'static str,
+    ) -> Answer {
+        let reply = envelope::reply_to_request(request, &self.system_id, payload);
         Answer {
-            reply: envelope::reply_to_request(message, &self.system_id, error_payload(reason)),
-            outcome: "rejected",
+            reply: Arc::new(reply),
+            outcome,
         }
     }
 
-    async fn answer_plain(&self, message: &IntegrationMessage) -> Answer {
+    async fn answer_plain(
+        &self,
+        request: &IntegrationMessage,
+        message: IntegrationMessage,
+    ) -> Answer {
         let result = if message.message_type == "health_check" {
             let mut payload = Map::new();
             payload.insert("status".into(), json!("healthy"));
@@ -357,16 +393,14 @@ where
             Ok(payload)
         } else {
             self.stats.handled.fetch_add(1, Ordering::Relaxed);
-            (self.handler)(message.clone()).await
+            (self.handler)(message).await
         };
-        let (payload, outcome) = match result {
-            Ok(payload) => (payload, "ok"),
-            Err(HandlerError::Failed(reason)) => (error_payload(reason), "failed"),
-            Err(HandlerError::Rejected(reason)) => (error_payload(reason), "rejected"),
-        };
-        Answer {
-            reply: envelope::reply_to_request(message, &self.system_id, payload),
-            outcome,
+        match result {
+            Ok(payload) => self.reply(request, payload, "ok"),
+            Err(HandlerError::Failed(reason)) => {
+                self.reply(request, error_payload(reason), "failed")
+            }
+            Err(HandlerError::Rejected(reason)) => self.refuse(request, reason),
         }
     }
 }

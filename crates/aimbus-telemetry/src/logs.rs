@@ -7,6 +7,7 @@ use opentelemetry::trace::TraceContextExt;
 use tracing::dispatcher::WeakDispatch;
 use tracing::{Dispatch, Event, Subscriber};
 use tracing_subscriber::Layer;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
@@ -18,9 +19,12 @@ use tracing_subscriber::registry::LookupSpan;
 pub struct DispatchSlot(Arc<OnceLock<WeakDispatch>>);
 
 impl DispatchSlot {
-    /// A layer that fills the slot when the subscriber it is part of is installed.
-    pub fn filler<S: Subscriber>(&self) -> impl Layer<S> + use<S> {
-        SlotFiller(self.clone())
+    /// A layer that fills the slot when the subscriber it is part of is installed. It
+    /// takes no span and no event: a layer without a filter would make every callsite
+    /// of every crate (lapin's TRACE events, the bus's DEBUG spans) live with tracing
+    /// off, each then built and asked of the other layers' filters.
+    pub fn filler<S: Subscriber + for<'a> LookupSpan<'a>>(&self) -> impl Layer<S> + use<S> {
+        SlotFiller(self.clone()).with_filter(LevelFilter::OFF)
     }
 
     /// The ids of the event's span: its explicit parent, or the thread's current span.
