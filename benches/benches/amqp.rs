@@ -1,7 +1,8 @@
 //! 1 KiB persistent messages with confirms, publisher → `<ns>.ingress` → bus → system
 //! queue → SDK echo consumer, against a minimal raw lapin relay (consume one queue,
 //! publish to another with confirms, ack after the confirm) on the same broker, in the
-//! same run; then the bus path with its every message traced (100% sampled, exported
+//! same run, and against the same relay carrying the bus's envelope to a queue declared
+//! as a system's (the broker's share of the contract, none of the bus's work); then the bus path with its every message traced (100% sampled, exported
 //! over OTLP to a receiver in the bench's own process, as a local collector would be)
 //! against tracing off, and with the publisher and the system traced too. Each bus run
 //! is a process of its own with the subscriber `aimbus serve` installs, as a bus has one
@@ -28,7 +29,7 @@ use hdrhistogram::Histogram;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::json;
 use tokio_stream::StreamExt;
@@ -184,7 +185,7 @@ async fn bus_path(namespace: &str, n: usize) -> (f64, Histogram<u64>) {
     let worker = SystemWorker::connect(bench_system(&names), options, codec)
         .await
         .unwrap();
-    tokio::spawn(worker.serve(move |message: IntegrationMessage| {
+    let system = tokio::spawn(worker.serve(move |message: IntegrationMessage| {
         if message.message_type != "health_check" {
             counting.record(message.timestamp.timestamp_micros());
         }
@@ -209,7 +210,9 @@ async fn bus_path(namespace: &str, n: usize) -> (f64, Histogram<u64>) {
     sink.wait_for(n).await;
     let rate = n as f64 / started.elapsed().as_secs_f64();
     let latencies = sink.latencies.lock().unwrap().clone();
-    // The namespace is removed once the bus has stopped (see `main`).
+    // Stopped, or it would declare its queue again once the namespace is removed (which
+    // happens once the bus has stopped too: see `bus_run`).
+    system.abort();
     (rate, latencies)
 }
 
@@ -219,12 +222,23 @@ async fn connect() -> Connection {
         .unwrap()
 }
 
+/// What the relay carries.
+#[derive(Clone, Copy, PartialEq)]
+enum Relayed {
+    /// The baseline: 1 KiB bodies with no properties but persistence, plain queues.
+    Plain,
+    /// The broker's share of the contract, with none of the bus's work: the relay
+    /// forwards the bus's encoded message with its properties to a queue declared as a
+    /// system's (`x-max-priority` 10). The bus's own cost is the gap to this line.
+    Contract,
+}
+
 /// The baseline: a relay that consumes one queue and republishes to another with
 /// confirms, acking after the confirm, and a sink on the other queue. Publisher, relay
 /// and sink each have a connection of their own, as the publisher, the bus and the system
 /// of the bus path have (one shared connection would batch all three roles' frames
 /// into the same socket writes, which no deployment of separate processes gets).
-async fn raw_relay(namespace: &str, n: usize) -> (f64, Histogram<u64>) {
+async fn raw_relay(namespace: &str, n: usize, relayed: Relayed) -> (f64, Histogram<u64>) {
     let connection = connect().await;
     let channel = connection.create_channel().await.unwrap();
     let (input, output) = (
@@ -236,8 +250,12 @@ async fn raw_relay(namespace: &str, n: usize) -> (f64, Histogram<u64>) {
         ..QueueDeclareOptions::default()
     };
     for queue in [&input, &output] {
+        let mut arguments = FieldTable::default();
+        if relayed == Relayed::Contract && queue == &output {
+            arguments.insert("x-max-priority".into(), AMQPValue::ShortShortUInt(10));
+        }
         channel
-            .queue_declare(queue.as_str().into(), durable, FieldTable::default())
+            .queue_declare(queue.as_str().into(), durable, arguments)
             .await
             .unwrap();
     }
@@ -298,13 +316,27 @@ async fn raw_relay(namespace: &str, n: usize) -> (f64, Histogram<u64>) {
     let publisher_connection = connect().await;
     let publisher = Publisher::open(&publisher_connection).await.unwrap();
     let started = Instant::now();
-    publish_all(&publisher, "", &input, n, || {
-        let body = vec![b'x'; 1024];
+    let codec = Codec::new(bus_config(namespace).decode_limits());
+    publish_all(&publisher, "", &input, n, move || {
         // Microseconds here, so the sink can time the trip as the bus path does.
-        let properties = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_timestamp(Utc::now().timestamp_micros() as u64);
-        (body, properties)
+        let sent_at = Utc::now().timestamp_micros() as u64;
+        match relayed {
+            Relayed::Plain => {
+                let properties = BasicProperties::default().with_delivery_mode(2);
+                (vec![b'x'; 1024], properties.with_timestamp(sent_at))
+            }
+            Relayed::Contract => {
+                let message =
+                    IntegrationMessage::new("cmc_001", "bench_001", "status_update", kib_payload());
+                let routing = Routing {
+                    priorities: true,
+                    ..Routing::default()
+                };
+                let (body, properties) =
+                    envelope::encode(&codec, Format::MessagePack, &message, &routing).unwrap();
+                (body, properties.with_timestamp(sent_at))
+            }
+        }
     })
     .await;
     sink.wait_for(n).await;
@@ -493,9 +525,17 @@ fn main() {
     }
     let namespace = format!("aimbus-bench-{}", std::process::id());
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let before_raw = CpuTimes::now();
-    let (raw_rate, raw) = runtime.block_on(raw_relay(&namespace, n));
-    let raw_cpu = CpuTimes::now().per_message_since(before_raw, n);
+    let relay = |relayed| {
+        let before = CpuTimes::now();
+        let (rate, latencies) = runtime.block_on(raw_relay(&namespace, n, relayed));
+        (
+            rate,
+            latencies,
+            CpuTimes::now().per_message_since(before, n),
+        )
+    };
+    let (raw_rate, raw, raw_cpu) = relay(Relayed::Plain);
+    let (contract_rate, contract, contract_cpu) = relay(Relayed::Contract);
     let rounds = args
         .iter()
         .skip_while(|a| *a != "--rounds")
@@ -528,6 +568,13 @@ fn main() {
         raw_cpu.0,
         raw_cpu.1
     );
+    println!(
+        "relay, contract  {contract_rate:>9.0} msg/s   p50 {:>7.2} ms   p99 {:>7.2} ms   CPU/msg: clients {:>5.0} µs, broker {:>5.0} µs",
+        ms(&contract, 0.5),
+        ms(&contract, 0.99),
+        contract_cpu.0,
+        contract_cpu.1
+    );
     for (label, run) in [
         ("aimbus", &bus),
         ("aimbus, traced", &traced),
@@ -552,6 +599,9 @@ fn main() {
         "aimbus_p50_ms": bus.p50_ms,
         "aimbus_p99_ms": bus.p99_ms,
         "raw_cpu_us_per_msg": {"clients": raw_cpu.0, "broker": raw_cpu.1},
+        "contract_relay_msgs_per_sec": contract_rate,
+        "contract_relay_cpu_us_per_msg": {"clients": contract_cpu.0, "broker": contract_cpu.1},
+        "ratio_to_contract_relay": bus.rate / contract_rate,
         "aimbus_cpu_us_per_msg": {"clients": bus.cpu_us_per_msg.0, "broker": bus.cpu_us_per_msg.1},
         "tracing_on_msgs_per_sec": traced.rate,
         "tracing_on_p99_ms": traced.p99_ms,

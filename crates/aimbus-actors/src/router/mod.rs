@@ -293,10 +293,11 @@ pub fn route_span(message: &IntegrationMessage, mode: DeliveryMode) -> tracing::
         "route",
         otel.name = %format_args!("route {}", message.message_type),
         otel.status_code = tracing::field::Empty,
-        aimbus.message_id = %message.message_id,
-        aimbus.message_type = %message.message_type,
-        aimbus.source_system = %message.source_system,
-        aimbus.target_system = %message.target_system,
+        // As `&str`, not `%`: a Display field is formatted into a new string per span.
+        aimbus.message_id = message.message_id.as_str(),
+        aimbus.message_type = message.message_type.as_str(),
+        aimbus.source_system = message.source_system.as_str(),
+        aimbus.target_system = message.target_system.as_str(),
         aimbus.delivery_mode = mode.as_str(),
         // `delivered`, `fallback` (a stand-in answered), `cached`, or why it failed.
         aimbus.outcome = tracing::field::Empty,
