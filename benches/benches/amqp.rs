@@ -394,13 +394,30 @@ fn process_cpu_seconds(path: impl AsRef<std::path::Path>) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
-/// What one run of the bus path measured, as a child process reports it.
+/// What one run of a path measured (a bus run's as its child process reports it).
 #[derive(serde::Serialize, serde::Deserialize)]
-struct BusRun {
+struct Run {
     rate: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// Microseconds of CPU per message: (the clients' process, the broker).
     cpu_us_per_msg: (f64, f64),
+}
+
+impl Run {
+    fn new(rate: f64, latencies: &Histogram<u64>, cpu_us_per_msg: (f64, f64)) -> Run {
+        let ms = |q: f64| latencies.value_at_quantile(q) as f64 / 1e3;
+        Run {
+            rate,
+            p50_ms: ms(0.5),
+            p99_ms: ms(0.99),
+            cpu_us_per_msg,
+        }
+    }
+
+    fn cpu_json(&self) -> serde_json::Value {
+        json!({"clients": self.cpu_us_per_msg.0, "broker": self.cpu_us_per_msg.1})
+    }
 }
 
 /// What a bus run traces.
@@ -434,7 +451,7 @@ impl Traced {
 
 /// A child process's run of the bus path, exporting to `otlp_endpoint` what `traced`
 /// says: a subscriber is process-wide, so each setting gets a process.
-fn bus_run_in_child(n: usize, traced: Traced, otlp_endpoint: &str) -> BusRun {
+fn bus_run_in_child(n: usize, traced: Traced, otlp_endpoint: &str) -> Run {
     let output = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--messages", &n.to_string(), "--bus-run", traced.arg()])
         .args(["--otlp-endpoint", otlp_endpoint])
@@ -451,7 +468,7 @@ fn bus_run_in_child(n: usize, traced: Traced, otlp_endpoint: &str) -> BusRun {
 }
 
 /// The run with the median rate.
-fn median(mut runs: Vec<BusRun>) -> BusRun {
+fn median(mut runs: Vec<Run>) -> Run {
     runs.sort_by(|a, b| a.rate.total_cmp(&b.rate));
     runs.swap_remove(runs.len() / 2)
 }
@@ -502,13 +519,7 @@ fn bus_run(n: usize, traced: Traced, otlp_endpoint: &str) {
     // Flushes what is still queued.
     drop(bus_only);
     drop(global_telemetry);
-    let ms = |q: f64| latencies.value_at_quantile(q) as f64 / 1e3;
-    let run = BusRun {
-        rate,
-        p50_ms: ms(0.5),
-        p99_ms: ms(0.99),
-        cpu_us_per_msg: cpu,
-    };
+    let run = Run::new(rate, &latencies, cpu);
     println!("BUS_RUN {}", serde_json::to_string(&run).unwrap());
 }
 
@@ -528,14 +539,13 @@ fn main() {
     let relay = |relayed| {
         let before = CpuTimes::now();
         let (rate, latencies) = runtime.block_on(raw_relay(&namespace, n, relayed));
-        (
+        Run::new(
             rate,
-            latencies,
+            &latencies,
             CpuTimes::now().per_message_since(before, n),
         )
     };
-    let (raw_rate, raw, raw_cpu) = relay(Relayed::Plain);
-    let (contract_rate, contract, contract_cpu) = relay(Relayed::Contract);
+    let (raw, contract) = (relay(Relayed::Plain), relay(Relayed::Contract));
     let rounds = args
         .iter()
         .skip_while(|a| *a != "--rounds")
@@ -544,7 +554,7 @@ fn main() {
     // Untraced and traced runs alternate, so drift on a shared machine hits both alike;
     // the medians are compared.
     let receiver = Receiver::start().unwrap();
-    let mut runs: Vec<Vec<BusRun>> = Traced::ALL.iter().map(|_| Vec::new()).collect();
+    let mut runs: Vec<Vec<Run>> = Traced::ALL.iter().map(|_| Vec::new()).collect();
     for _ in 0..rounds {
         for (setting, runs) in Traced::ALL.into_iter().zip(&mut runs) {
             runs.push(bus_run_in_child(n, setting, &receiver.endpoint()));
@@ -557,25 +567,12 @@ fn main() {
         medians.next().unwrap(),
         medians.next().unwrap(),
     );
-    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1e3;
     println!(
         "{n} messages of 1 KiB, persistent, confirmed; {PUBLISHERS} publishes and {PREFETCH} deliveries in flight"
     );
-    println!(
-        "raw lapin relay   {raw_rate:>9.0} msg/s   p50 {:>7.2} ms   p99 {:>7.2} ms   CPU/msg: clients {:>5.0} µs, broker {:>5.0} µs",
-        ms(&raw, 0.5),
-        ms(&raw, 0.99),
-        raw_cpu.0,
-        raw_cpu.1
-    );
-    println!(
-        "relay, contract  {contract_rate:>9.0} msg/s   p50 {:>7.2} ms   p99 {:>7.2} ms   CPU/msg: clients {:>5.0} µs, broker {:>5.0} µs",
-        ms(&contract, 0.5),
-        ms(&contract, 0.99),
-        contract_cpu.0,
-        contract_cpu.1
-    );
     for (label, run) in [
+        ("raw lapin relay", &raw),
+        ("relay, contract", &contract),
         ("aimbus", &bus),
         ("aimbus, traced", &traced),
         ("all traced", &everything),
@@ -591,25 +588,25 @@ fn main() {
     let result = json!({
         "bench": "amqp",
         "messages": n,
-        "raw_relay_msgs_per_sec": raw_rate,
+        "raw_relay_msgs_per_sec": raw.rate,
         "aimbus_msgs_per_sec": bus.rate,
-        "ratio": bus.rate / raw_rate,
-        "raw_p50_ms": ms(&raw, 0.5),
-        "raw_p99_ms": ms(&raw, 0.99),
+        "ratio": bus.rate / raw.rate,
+        "raw_p50_ms": raw.p50_ms,
+        "raw_p99_ms": raw.p99_ms,
         "aimbus_p50_ms": bus.p50_ms,
         "aimbus_p99_ms": bus.p99_ms,
-        "raw_cpu_us_per_msg": {"clients": raw_cpu.0, "broker": raw_cpu.1},
-        "contract_relay_msgs_per_sec": contract_rate,
-        "contract_relay_cpu_us_per_msg": {"clients": contract_cpu.0, "broker": contract_cpu.1},
-        "ratio_to_contract_relay": bus.rate / contract_rate,
-        "aimbus_cpu_us_per_msg": {"clients": bus.cpu_us_per_msg.0, "broker": bus.cpu_us_per_msg.1},
+        "raw_cpu_us_per_msg": raw.cpu_json(),
+        "contract_relay_msgs_per_sec": contract.rate,
+        "contract_relay_cpu_us_per_msg": contract.cpu_json(),
+        "ratio_to_contract_relay": bus.rate / contract.rate,
+        "aimbus_cpu_us_per_msg": bus.cpu_json(),
         "tracing_on_msgs_per_sec": traced.rate,
         "tracing_on_p99_ms": traced.p99_ms,
         "tracing_ratio": traced.rate / bus.rate,
-        "tracing_cpu_us_per_msg": {"clients": traced.cpu_us_per_msg.0, "broker": traced.cpu_us_per_msg.1},
+        "tracing_cpu_us_per_msg": traced.cpu_json(),
         "all_traced_msgs_per_sec": everything.rate,
         "all_traced_ratio": everything.rate / bus.rate,
-        "all_traced_cpu_us_per_msg": {"clients": everything.cpu_us_per_msg.0, "broker": everything.cpu_us_per_msg.1},
+        "all_traced_cpu_us_per_msg": everything.cpu_json(),
         "rounds": rounds,
         "spans_exported": spans_exported,
     });
