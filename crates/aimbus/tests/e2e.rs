@@ -7,7 +7,6 @@ use std::time::Duration;
 use aimbus_amqp::{Names, topology};
 use aimbus_client::BusClient;
 use aimbus_core::{Codec, Config, Format, IntegrationMessage, SystemsFile};
-use lapin::options::QueueDeleteOptions;
 use lapin::{Connection, ConnectionProperties};
 use serde_json::json;
 
@@ -108,6 +107,19 @@ impl Stack {
         }
     }
 
+    /// A queue of the test's own for `reply_to`, and a channel to read it; `stop` removes
+    /// it with the namespace.
+    async fn replies_queue(&self) -> (Connection, lapin::Channel, String) {
+        let connection =
+            Connection::connect(&self.config.amqp().url, ConnectionProperties::default())
+                .await
+                .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let replies = replies_queue_name(&self.namespace);
+        declare_queue(&channel, &replies).await;
+        (connection, channel, replies)
+    }
+
     async fn stop(self) {
         common::terminate(self.simulate);
         common::terminate(self.serve);
@@ -135,7 +147,7 @@ fn mint(config: &std::path::Path, sub: &str, role: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn http_messages_reach_simulated_systems_over_rabbitmq() {
     let stack = Stack::start("http", &["--all"], &[]);
-    let (gateway, namespace) = (&stack.gateway, &stack.namespace);
+    let gateway = &stack.gateway;
     let token = mint(&stack.path, "cmc_001", "publisher");
     let http = reqwest::Client::new();
 
@@ -165,12 +177,7 @@ async fn http_messages_reach_simulated_systems_over_rabbitmq() {
     assert_eq!(reply["correlation_id"], message["message_id"]);
     assert_eq!(reply["payload"]["status"], "success", "{reply}");
 
-    let connection = Connection::connect(&stack.config.amqp().url, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    let replies = format!("{namespace}.http-replies");
-    declare_queue(&channel, &replies).await;
+    let (_connection, channel, replies) = stack.replies_queue().await;
     let mut later = message.clone();
     later["message_id"] = json!(uuid::Uuid::new_v4().to_string());
     later["reply_to"] = json!(replies);
@@ -202,9 +209,6 @@ async fn http_messages_reach_simulated_systems_over_rabbitmq() {
     ] {
         assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
     }
-    let _ = channel
-        .queue_delete(replies.as_str().into(), QueueDeleteOptions::default())
-        .await;
     stack.stop().await;
 }
 
@@ -266,6 +270,10 @@ async fn next_message(channel: &lapin::Channel, queue: &str) -> lapin::message::
 }
 
 /// Deletes the queues and exchanges of a test's namespace.
+fn replies_queue_name(namespace: &str) -> String {
+    format!("{namespace}.replies")
+}
+
 async fn remove_namespace(config: &Config, namespace: &str) {
     let names = Names::new(namespace);
     let connection = Connection::connect(&config.amqp().url, ConnectionProperties::default())
@@ -276,7 +284,8 @@ async fn remove_namespace(config: &Config, namespace: &str) {
     let queues = systems
         .systems()
         .iter()
-        .map(|s| names.system_queue(&s.system_id));
+        .map(|s| names.system_queue(&s.system_id))
+        .chain([replies_queue_name(namespace)]);
     topology::delete_namespace(&channel, &names, queues)
         .await
         .unwrap();
@@ -584,12 +593,7 @@ async fn one_message_is_one_trace_across_http_and_rabbitmq() {
 
     // Enqueued over HTTP with a reply_to: the trace crosses the ingress queue, reaches
     // the system, and its context (baggage too) comes back with the reply.
-    let connection = Connection::connect(&stack.config.amqp().url, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    let replies = format!("{namespace}.trace-replies");
-    declare_queue(&channel, &replies).await;
+    let (_connection, channel, replies) = stack.replies_queue().await;
     let queued_trace = uuid::Uuid::new_v4().simple().to_string();
     let mut queued = message.clone();
     queued["message_id"] = json!(uuid::Uuid::new_v4().to_string());
@@ -639,9 +643,6 @@ async fn one_message_is_one_trace_across_http_and_rabbitmq() {
     assert_eq!(process.service_name, "aimbus-systems");
     assert_eq!(process.trace_state, "vendor=opaque");
 
-    let _ = channel
-        .queue_delete(replies.as_str().into(), QueueDeleteOptions::default())
-        .await;
     stack.stop().await;
 }
 
