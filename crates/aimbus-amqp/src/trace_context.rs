@@ -82,7 +82,10 @@ pub fn process_span(queue: &str, delivery: &Delivery) -> Span {
         messaging.message.id = properties.message_id().as_ref().map(ShortString::as_str),
         messaging.message.conversation_id =
             properties.correlation_id().as_ref().map(ShortString::as_str),
-        messaging.rabbitmq.message.delivery_tag = delivery.delivery_tag,
+        // As i64: tracing-opentelemetry records unsigned integers through Debug, as
+        // strings, where the conventions want an int (no channel reaches 2^63 tags).
+        messaging.rabbitmq.message.delivery_tag =
+            i64::try_from(delivery.delivery_tag).unwrap_or(i64::MAX),
     );
     aimbus_telemetry::continue_trace(&span, &Headers(properties.headers().as_ref()));
     span

@@ -107,7 +107,8 @@ impl Transport for RestTransport {
                 DeliveryFailure::Unreachable(format!("{base}: {e}"))
             })?;
             let status = response.status();
-            span.record("http.response.status_code", status.as_u16());
+            // As i64, for the reason the server span gives (`trace`).
+            span.record("http.response.status_code", i64::from(status.as_u16()));
             if !status.is_success() {
                 span.record("otel.status_code", "error");
                 span.record("error.type", status.as_str());
@@ -144,7 +145,10 @@ fn client_span(method: &str, url: &str) -> tracing::Span {
         http.request.method = method,
         url.full = url,
         server.address = parsed.as_ref().and_then(|u| u.host_str()),
-        server.port = parsed.as_ref().and_then(|u| u.port_or_known_default()),
+        server.port = parsed
+            .as_ref()
+            .and_then(|u| u.port_or_known_default())
+            .map(i64::from),
         http.response.status_code = tracing::field::Empty,
         error.type = tracing::field::Empty,
     )

@@ -59,7 +59,9 @@ pub(crate) async fn trace_request(
         Ok(response) => response.status(),
         Err(error) => error.as_response_error().status_code(),
     };
-    span.record("http.response.status_code", status.as_u16());
+    // As i64: tracing-opentelemetry records unsigned integers through Debug, as strings,
+    // where the HTTP conventions want an int.
+    span.record("http.response.status_code", i64::from(status.as_u16()));
     // Client errors are the caller's; only server errors fail the span.
     if status.is_server_error() {
         span.record("otel.status_code", "error");

@@ -31,6 +31,9 @@ pub struct ReceivedSpan {
     pub kind: &'static str,
     /// Every attribute's value, as text.
     pub attributes: BTreeMap<String, String>,
+    /// The attributes exported as integers (in `attributes` too, as text): the
+    /// conventions type some, and a collector sorts and filters by the type.
+    pub integers: BTreeMap<String, i64>,
     /// Whether the span's status is error.
     pub failed: bool,
 }
@@ -38,6 +41,10 @@ pub struct ReceivedSpan {
 impl ReceivedSpan {
     pub fn attribute(&self, key: &str) -> Option<&str> {
         self.attributes.get(key).map(String::as_str)
+    }
+
+    pub fn int_attribute(&self, key: &str) -> Option<i64> {
+        self.integers.get(key).copied()
     }
 }
 
@@ -212,6 +219,7 @@ fn received_spans(request: &ExportTraceServiceRequest) -> Vec<ReceivedSpan> {
                 name: span.name.clone(),
                 kind: kind(span.kind),
                 attributes: span.attributes.iter().map(attribute).collect(),
+                integers: span.attributes.iter().filter_map(integer).collect(),
                 failed: span.status.as_ref().is_some_and(|status| status.code == 2),
             });
         }
@@ -235,6 +243,13 @@ fn kind(kind: i32) -> &'static str {
 
 fn attribute(attribute: &KeyValue) -> (String, String) {
     (attribute.key.clone(), text(attribute.value.as_ref()))
+}
+
+fn integer(attribute: &KeyValue) -> Option<(String, i64)> {
+    match attribute.value.as_ref()?.value.as_ref()? {
+        Value::IntValue(i) => Some((attribute.key.clone(), *i)),
+        _ => None,
+    }
 }
 
 fn text(value: Option<&AnyValue>) -> String {

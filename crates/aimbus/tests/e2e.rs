@@ -529,7 +529,19 @@ async fn one_message_is_one_trace_across_http_and_rabbitmq() {
     assert_eq!(process.trace_state, "vendor=opaque");
     assert!(spans.iter().all(|s| !s.failed), "{spans:#?}");
 
-    // Attributes: HTTP and messaging conventions, and the router's decisions.
+    // Attributes: HTTP and messaging conventions, and the router's decisions; what the
+    // conventions type as int is exported as one.
+    assert_eq!(server.int_attribute("http.response.status_code"), Some(200));
+    assert_eq!(
+        attempt.int_attribute("aimbus.attempt"),
+        route.int_attribute("aimbus.attempts")
+    );
+    assert!(
+        process
+            .int_attribute("messaging.rabbitmq.message.delivery_tag")
+            .is_some(),
+        "{process:#?}"
+    );
     let expect = |span: &ReceivedSpan, pairs: &[(&str, &str)]| {
         for (key, value) in pairs {
             assert_eq!(span.attribute(key), Some(*value), "{key} on {span:#?}");

@@ -104,7 +104,9 @@ impl Attempt {
             "attempt",
             otel.name = %format_args!("attempt {system_id}"),
             otel.status_code = tracing::field::Empty,
-            aimbus.attempt = number,
+            // Integers as i64: tracing-opentelemetry records unsigned ones through Debug,
+            // as strings formatted per span.
+            aimbus.attempt = i64::from(number),
             aimbus.system_id = system_id,
             aimbus.breaker.state = self.instance.breaker.state().as_str(),
             error.type = tracing::field::Empty,

@@ -351,7 +351,8 @@ fn record_outcome(span: &tracing::Span, result: &Result<Routed, Error>) {
     match result {
         Ok(routed) => {
             span.record("aimbus.served_by", routed.served_by.as_str());
-            span.record("aimbus.attempts", routed.attempts);
+            // As i64, as the attempt span's number is (see there).
+            span.record("aimbus.attempts", i64::from(routed.attempts));
         }
         Err(_) => {
             span.record("otel.status_code", "error");
