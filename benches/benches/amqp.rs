@@ -1,15 +1,16 @@
 //! 1 KiB persistent messages with confirms, publisher → `<ns>.ingress` → bus → system
 //! queue → SDK echo consumer, against a minimal raw lapin relay (consume one queue,
 //! publish to another with confirms, ack after the confirm) on the same broker, in the
-//! same run, and against the same relay carrying the bus's envelope to a queue declared
-//! as a system's (the broker's share of the contract, none of the bus's work); then the bus path with its every message traced (100% sampled, exported
-//! over OTLP to a receiver in the bench's own process, as a local collector would be)
-//! against tracing off, and with the publisher and the system traced too. Each bus run
-//! is a process of its own with the subscriber `aimbus serve` installs, as a bus has one
-//! per process. Needs RabbitMQ on 127.0.0.1:5672.
+//! same run; against the same relay carrying the bus's envelope to a queue declared as
+//! a system's (the broker's share of the contract, none of the bus's work); and against
+//! each of those two parts alone. Then the bus path with its every message traced (100%
+//! sampled, exported over OTLP to a receiver in the bench's own process, as a local
+//! collector would be) against tracing off, and with the publisher and the system
+//! traced too. Each bus run is a process of its own with the subscriber `aimbus serve`
+//! installs, as a bus has one per process. Needs RabbitMQ on 127.0.0.1:5672.
 //!
 //! Run: `cargo bench -p aimbus-benches --bench amqp` (`-- --messages N` to resize,
-//! `--rounds N` for the runs of each bus setting; `AIMBUS_TELEMETRY__OTLP_PROTOCOL` and
+//! `--rounds N` for the runs of each path; `AIMBUS_TELEMETRY__OTLP_PROTOCOL` and
 //! the other telemetry variables apply to the traced runs).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -222,15 +223,37 @@ async fn connect() -> Connection {
         .unwrap()
 }
 
-/// What the relay carries.
+/// What the relay carries, and to what queue: the plain baseline, the broker's whole
+/// share of the contract with none of the bus's work (the bus's own cost is the gap to
+/// that line), and each of the contract's two parts alone, which say where the broker's
+/// share goes.
 #[derive(Clone, Copy, PartialEq)]
 enum Relayed {
-    /// The baseline: 1 KiB bodies with no properties but persistence, plain queues.
+    /// 1 KiB bodies with no properties but persistence, plain queues.
     Plain,
-    /// The broker's share of the contract, with none of the bus's work: the relay
-    /// forwards the bus's encoded message with its properties to a queue declared as a
-    /// system's (`x-max-priority` 10). The bus's own cost is the gap to this line.
+    /// The bus's encoded message with its properties and headers, plain queues.
+    Envelope,
+    /// 1 KiB bodies, relayed to a queue declared as a system's (`x-max-priority` 10).
+    Priorities,
+    /// The envelope, relayed to a queue declared as a system's.
     Contract,
+}
+
+impl Relayed {
+    const ALL: [Relayed; 4] = [
+        Relayed::Plain,
+        Relayed::Envelope,
+        Relayed::Priorities,
+        Relayed::Contract,
+    ];
+
+    fn envelope(self) -> bool {
+        matches!(self, Relayed::Envelope | Relayed::Contract)
+    }
+
+    fn priorities(self) -> bool {
+        matches!(self, Relayed::Priorities | Relayed::Contract)
+    }
 }
 
 /// The baseline: a relay that consumes one queue and republishes to another with
@@ -251,7 +274,7 @@ async fn raw_relay(namespace: &str, n: usize, relayed: Relayed) -> (f64, Histogr
     };
     for queue in [&input, &output] {
         let mut arguments = FieldTable::default();
-        if relayed == Relayed::Contract && queue == &output {
+        if relayed.priorities() && queue == &output {
             arguments.insert("x-max-priority".into(), AMQPValue::ShortShortUInt(10));
         }
         channel
@@ -320,23 +343,24 @@ async fn raw_relay(namespace: &str, n: usize, relayed: Relayed) -> (f64, Histogr
     publish_all(&publisher, "", &input, n, move || {
         // Microseconds here, so the sink can time the trip as the bus path does.
         let sent_at = Utc::now().timestamp_micros() as u64;
-        match relayed {
-            Relayed::Plain => {
-                let properties = BasicProperties::default().with_delivery_mode(2);
-                (vec![b'x'; 1024], properties.with_timestamp(sent_at))
-            }
-            Relayed::Contract => {
-                let message =
-                    IntegrationMessage::new("cmc_001", "bench_001", "status_update", kib_payload());
-                let routing = Routing {
-                    priorities: true,
-                    ..Routing::default()
-                };
-                let (body, properties) =
-                    envelope::encode(&codec, Format::MessagePack, &message, &routing).unwrap();
-                (body, properties.with_timestamp(sent_at))
-            }
-        }
+        let (body, properties) = if relayed.envelope() {
+            let message =
+                IntegrationMessage::new("cmc_001", "bench_001", "status_update", kib_payload());
+            let routing = Routing {
+                priorities: relayed.priorities(),
+                ..Routing::default()
+            };
+            envelope::encode(&codec, Format::MessagePack, &message, &routing).unwrap()
+        } else {
+            let properties = BasicProperties::default().with_delivery_mode(2);
+            // The priority a new message has, as the envelope would carry it.
+            let properties = match relayed.priorities() {
+                true => properties.with_priority(0),
+                false => properties,
+            };
+            (vec![b'x'; 1024], properties)
+        };
+        (body, properties.with_timestamp(sent_at))
     })
     .await;
     sink.wait_for(n).await;
@@ -545,23 +569,34 @@ fn main() {
             CpuTimes::now().per_message_since(before, n),
         )
     };
-    let (raw, contract) = (relay(Relayed::Plain), relay(Relayed::Contract));
     let rounds = args
         .iter()
         .skip_while(|a| *a != "--rounds")
         .nth(1)
         .map_or(3, |v| v.parse().expect("--rounds takes a number"));
-    // Untraced and traced runs alternate, so drift on a shared machine hits both alike;
-    // the medians are compared.
+    // The relays and the bus settings take turns within each round, so drift on a
+    // shared machine (the broker's disk, other load) hits every path alike; the medians
+    // are compared.
     let receiver = Receiver::start().unwrap();
-    let mut runs: Vec<Vec<Run>> = Traced::ALL.iter().map(|_| Vec::new()).collect();
+    let mut relay_runs: Vec<Vec<Run>> = Relayed::ALL.iter().map(|_| Vec::new()).collect();
+    let mut bus_runs: Vec<Vec<Run>> = Traced::ALL.iter().map(|_| Vec::new()).collect();
     for _ in 0..rounds {
-        for (setting, runs) in Traced::ALL.into_iter().zip(&mut runs) {
+        for (relayed, runs) in Relayed::ALL.into_iter().zip(&mut relay_runs) {
+            runs.push(relay(relayed));
+        }
+        for (setting, runs) in Traced::ALL.into_iter().zip(&mut bus_runs) {
             runs.push(bus_run_in_child(n, setting, &receiver.endpoint()));
         }
     }
     let spans_exported = receiver.span_count();
-    let mut medians = runs.into_iter().map(median);
+    let mut relays = relay_runs.into_iter().map(median);
+    let (raw, enveloped, prioritised, contract) = (
+        relays.next().unwrap(),
+        relays.next().unwrap(),
+        relays.next().unwrap(),
+        relays.next().unwrap(),
+    );
+    let mut medians = bus_runs.into_iter().map(median);
     let (bus, traced, everything) = (
         medians.next().unwrap(),
         medians.next().unwrap(),
@@ -572,6 +607,8 @@ fn main() {
     );
     for (label, run) in [
         ("raw lapin relay", &raw),
+        ("relay, envelope", &enveloped),
+        ("relay, priorities", &prioritised),
         ("relay, contract", &contract),
         ("aimbus", &bus),
         ("aimbus, traced", &traced),
@@ -583,7 +620,7 @@ fn main() {
         );
     }
     println!(
-        "aimbus: median of {rounds} runs of each setting, in turn; traced: the bus's spans, 100% sampled; all traced: the publisher's and the system's too; {spans_exported} spans exported to the OTLP receiver"
+        "each path: median of {rounds} runs, the paths in turn; traced: the bus's spans, 100% sampled; all traced: the publisher's and the system's too; {spans_exported} spans exported to the OTLP receiver"
     );
     let result = json!({
         "bench": "amqp",
@@ -596,6 +633,10 @@ fn main() {
         "aimbus_p50_ms": bus.p50_ms,
         "aimbus_p99_ms": bus.p99_ms,
         "raw_cpu_us_per_msg": raw.cpu_json(),
+        "envelope_relay_msgs_per_sec": enveloped.rate,
+        "envelope_relay_cpu_us_per_msg": enveloped.cpu_json(),
+        "priority_relay_msgs_per_sec": prioritised.rate,
+        "priority_relay_cpu_us_per_msg": prioritised.cpu_json(),
         "contract_relay_msgs_per_sec": contract.rate,
         "contract_relay_cpu_us_per_msg": contract.cpu_json(),
         "ratio_to_contract_relay": bus.rate / contract.rate,
