@@ -551,6 +551,43 @@ async fn a_redelivered_message_is_answered_again_but_handled_once() {
 }
 
 #[actix_rt::test]
+async fn a_system_remembers_answers_within_its_memory_budget_oldest_forgotten_first() {
+    let bus = amqp_bus_with("dedup_window_mib = 1\n").await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let stats = bus.serve(counted(&calls, echo)).await;
+    let client = bus.client().await;
+    // Answers of 400 KB: two fit in 1 MiB, the third pushes the first out.
+    let requests: Vec<IntegrationMessage> = (0..3)
+        .map(|i| {
+            let payload = json!({"i": i, "blob": "x".repeat(400_000)});
+            let payload = payload.as_object().unwrap().clone();
+            // Not a cacheable type: each request reaches the system.
+            IntegrationMessage::new("cmc_001", "hhni_101", "status_update", payload)
+        })
+        .collect();
+    let ask = |request: &IntegrationMessage| {
+        let (client, request) = (&client, request.clone());
+        async move {
+            let reply = client
+                .request(request, Format::Json, Duration::from_secs(20))
+                .await
+                .unwrap();
+            reply.message.payload["i"].as_u64().unwrap()
+        }
+    };
+    for (i, request) in requests.iter().enumerate() {
+        assert_eq!(ask(request).await, i as u64);
+    }
+    // Sent again, as after a lost confirm: the latest is answered from memory, the
+    // forgotten first is handled again; both get their answer.
+    assert_eq!(ask(&requests[2]).await, 2);
+    assert_eq!(ask(&requests[0]).await, 0);
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    assert_eq!(stats.duplicates.load(Ordering::SeqCst), 1);
+    bus.remove().await;
+}
+
+#[actix_rt::test]
 async fn dead_letters_are_listed_and_replayed_once_their_cause_is_fixed() {
     let bus = amqp_bus().await;
     let connection = Connection::connect(URL, ConnectionProperties::default())

@@ -56,7 +56,10 @@ pub async fn start(
         codec,
         security,
         router,
-        forwarded: Mutex::new(DedupWindow::new(config.dedup_window)),
+        forwarded: Mutex::new(DedupWindow::new(
+            config.dedup_window,
+            config.dedup_window_bytes(),
+        )),
         delivery_limit: config.delivery_limit,
         acks: Acks::start(channel.clone()),
     });
@@ -135,7 +138,7 @@ impl Work {
             self.forwarded
                 .lock()
                 .expect("forwarded lock")
-                .insert(id, ());
+                .insert(id, (), 0);
         }
         let tag = delivery.delivery_tag;
         let returned = match settled {

@@ -77,20 +77,44 @@ struct Answer {
     outcome: &'static str,
 }
 
+/// What an answer holds in memory besides its payload (ids, names, times), as the
+/// dedup window counts it.
+const ANSWER_ENVELOPE_BYTES: usize = 512;
+
 impl Answer {
-    /// What a redelivery needs of this answer. A forwarded message answers nobody, so
-    /// the handler's payload, of any size, is not kept for it: only the outcome (and a
-    /// refusal's reason, which is the whole payload then).
-    fn to_remember(&self, forwarded: bool) -> Answer {
-        if forwarded && self.outcome == "ok" {
+    /// What a redelivery needs of this answer, and the bytes it takes. A forwarded
+    /// message answers nobody, so the handler's payload, of any size, is not kept for it:
+    /// only the outcome (and a refusal's reason, which is the whole payload then).
+    fn to_remember(&self, forwarded: bool) -> (Answer, usize) {
+        let kept = if forwarded && self.outcome == "ok" {
             Answer {
                 reply: Arc::new(self.reply.without_payload()),
                 outcome: self.outcome,
             }
         } else {
             self.clone()
+        };
+        let size = ANSWER_ENVELOPE_BYTES + json_bytes(&kept.reply.payload);
+        (kept, size)
+    }
+}
+
+/// The bytes `payload` takes as JSON, which its in-memory form follows closely (its
+/// encoding on the wire may be compressed, and say little of the memory).
+fn json_bytes(payload: &Map<String, Value>) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
         }
     }
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, payload).expect("counting bytes never fails");
+    counter.0
 }
 
 /// What becomes of a delivery once handled.
@@ -139,7 +163,10 @@ impl SystemWorker {
             names: Names::new(&self.options.amqp.namespace),
             codec: self.codec,
             system_id: self.system.system_id.clone(),
-            answered: Mutex::new(DedupWindow::new(self.options.amqp.dedup_window)),
+            answered: Mutex::new(DedupWindow::new(
+                self.options.amqp.dedup_window,
+                self.options.amqp.dedup_window_bytes(),
+            )),
             keyring: self.options.keyring.clone(),
             stats: Arc::clone(&self.stats),
         });
@@ -295,10 +322,11 @@ where
                 // A failure may succeed next time, so only settled answers are kept.
                 if answer.outcome != "failed" {
                     let forwarded = delivery.properties.reply_to().is_none();
+                    let (kept, size) = answer.to_remember(forwarded);
                     self.answered
                         .lock()
                         .expect("dedup lock")
-                        .insert(&message_id, answer.to_remember(forwarded));
+                        .insert(&message_id, kept, size);
                 }
                 answer
             }

@@ -528,6 +528,16 @@ pub struct AmqpConfig {
     pub interface_preference: Vec<String>,
     /// Message ids remembered per consumer to drop redeliveries already processed.
     pub dedup_window: usize,
+    /// Memory those ids, and the answers an SDK system keeps to resend, may take per
+    /// consumer, in MiB; past it the oldest are forgotten first.
+    pub dedup_window_mib: usize,
+}
+
+impl AmqpConfig {
+    /// [`AmqpConfig::dedup_window_mib`] in bytes.
+    pub fn dedup_window_bytes(&self) -> usize {
+        self.dedup_window_mib.saturating_mul(1 << 20)
+    }
 }
 
 impl Default for AmqpConfig {
@@ -541,6 +551,7 @@ impl Default for AmqpConfig {
             delivery_limit: 5,
             interface_preference: vec!["amqp".to_owned(), "rest_api".to_owned()],
             dedup_window: 100_000,
+            dedup_window_mib: 64,
         }
     }
 }
