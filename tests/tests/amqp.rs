@@ -32,6 +32,9 @@ struct AmqpBus {
     /// The bridge's reconnect loop, stopped before the namespace is removed (or it would
     /// declare it again).
     link: tokio::task::JoinHandle<()>,
+    /// The SDK systems served, stopped before the namespace is removed too (a worker
+    /// whose queue is deleted reconnects and declares it again).
+    workers: std::sync::Mutex<Vec<tokio::task::JoinHandle<Result<(), aimbus_client::Error>>>>,
     registry: RegistryHandle,
     router: RouterHandle,
 }
@@ -95,6 +98,7 @@ async fn amqp_bus_secured(
         system,
         bridge,
         link,
+        workers: Default::default(),
         registry,
         router,
     }
@@ -130,7 +134,8 @@ impl AmqpBus {
             .await
             .unwrap();
         let stats = worker.stats();
-        tokio::spawn(worker.serve(handler));
+        let serving = tokio::spawn(worker.serve(handler));
+        self.workers.lock().unwrap().push(serving);
         stats
     }
 
@@ -179,6 +184,9 @@ impl AmqpBus {
     /// Deletes every queue and exchange of the namespace.
     async fn remove(self) {
         self.link.abort();
+        for worker in self.workers.into_inner().unwrap() {
+            worker.abort();
+        }
         let connection = Connection::connect(URL, ConnectionProperties::default())
             .await
             .unwrap();
