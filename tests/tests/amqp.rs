@@ -15,7 +15,8 @@ use aimbus_client::{BusClient, HandlerError, SystemWorker, WorkerOptions, Worker
 use aimbus_core::{
     Codec, Config, Format, IntegrationMessage, Keyring, SEALED_FIELD, SigningKeys, SystemInfo,
 };
-use lapin::options::BasicGetOptions;
+use lapin::options::{BasicGetOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::json;
 
@@ -534,6 +535,86 @@ async fn a_message_that_keeps_failing_is_dead_lettered_at_the_delivery_limit() {
     assert!(
         calls.load(Ordering::SeqCst) >= 3,
         "each delivery reached the system"
+    );
+    bus.remove().await;
+}
+
+/// Messages ready in `queue` (a passive declare, cheap enough to poll).
+async fn ready_in(channel: &lapin::Channel, queue: &str) -> u32 {
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(queue.into(), passive, FieldTable::default())
+        .await
+        .unwrap()
+        .message_count()
+}
+
+#[actix_rt::test]
+async fn a_message_waiting_for_its_next_delivery_holds_no_ingress_slot() {
+    // One ingress slot: a failing message that kept it through its pauses would hold
+    // up the messages for every other system.
+    let bus = amqp_bus_with("prefetch = 1\n").await;
+    let failures = Arc::new(AtomicU32::new(0));
+    bus.serve(counted(&failures, |_| async {
+        Err(HandlerError::Failed("disk full".into()))
+    }))
+    .await;
+    let healthy: SystemInfo = serde_json::from_value(json!({
+        "system_id": "late_001", "system_type": "custom_late", "name": "Late", "version": "1",
+        "interfaces": {"amqp": bus.names.system_queue("late_001")},
+    }))
+    .unwrap();
+    bus.bridge.declare_systems([&healthy]).await.unwrap();
+    bus.registry.register(healthy.clone()).await.unwrap();
+    bus.serve_system(healthy, echo).await;
+    let connection = Connection::connect(URL, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let replies = bus.replies_queue(&channel).await;
+    let payload = json!({"q": "fails"}).as_object().unwrap().clone();
+    let mut failing = IntegrationMessage::new("cmc_001", "hhni_101", "status_update", payload);
+    failing.reply_to = Some(replies);
+    let (body, properties) =
+        envelope::encode(&bus.codec, Format::Json, &failing, &Default::default()).unwrap();
+    Publisher::open(&connection)
+        .await
+        .unwrap()
+        .publish(&bus.names.ingress(), INGRESS_ROUTING_KEY, &body, properties)
+        .await
+        .unwrap();
+
+    // Parked after its third delivery (each of up to two attempts; the first may have
+    // found the system not yet taking traffic), now for 2 s.
+    let retry_queue = bus.names.retry_queue();
+    for _ in 0..500 {
+        if failures.load(Ordering::SeqCst) >= 5 && ready_in(&channel, &retry_queue).await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let failed_so_far = failures.load(Ordering::SeqCst);
+    assert!(failed_so_far >= 5, "{failed_so_far} failed attempts");
+    assert_eq!(ready_in(&channel, &retry_queue).await, 1, "parked");
+    let payload = json!({"q": "healthy"}).as_object().unwrap().clone();
+    let request = IntegrationMessage::new("cmc_001", "late_001", "status_update", payload);
+    let reply = bus
+        .client()
+        .await
+        .request(request, Format::Json, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(reply.message.payload["q"], "healthy");
+    assert_eq!(
+        (
+            failures.load(Ordering::SeqCst),
+            ready_in(&channel, &retry_queue).await
+        ),
+        (failed_so_far, 1),
+        "answered while the failing message was still parked"
     );
     bus.remove().await;
 }

@@ -11,7 +11,7 @@ use aimbus_core::{AmqpConfig, Codec, IntegrationMessage, Keyring};
 use lapin::Connection;
 use lapin::message::Delivery;
 use lapin::options::{BasicConsumeOptions, BasicQosOptions};
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::FieldTable;
 use tokio_stream::StreamExt;
 use tracing::Instrument;
 
@@ -21,7 +21,7 @@ use crate::bridge::BridgeSecurity;
 use crate::dedup::DedupWindow;
 use crate::envelope::{self, Routing};
 use crate::metrics;
-use crate::names::{INGRESS_ROUTING_KEY, Names};
+use crate::names::Names;
 use crate::publisher::Publisher;
 use crate::trace_context;
 
@@ -104,8 +104,8 @@ enum Settle {
     Ack,
     /// Done with: handed to its system's queue.
     Forwarded,
-    /// Failed transiently, for the `failed`-th time: back to the queue after `pause`,
-    /// for another delivery.
+    /// Failed transiently, for the `failed`-th time: back to the queue after `pause`
+    /// (waited out in the retry queue), for another delivery.
     Retry { pause: Duration, failed: u32 },
 }
 
@@ -147,10 +147,14 @@ impl Work {
                 return;
             }
             Ok(Settle::Retry { pause, failed }) => {
-                // Held meanwhile, so a system that is down slows the ingress rather than
-                // spinning its messages through the queue.
-                tokio::time::sleep(pause).await;
-                match self.requeue_counted(&delivery, failed).await {
+                // Parked in the broker for its pause rather than held here: a held message
+                // would keep its prefetch slot, and a system that stays down would, with
+                // enough of its messages, stall the ingress for every other system.
+                let parked = self
+                    .publisher
+                    .park(&self.names, &delivery, failed, pause)
+                    .await;
+                match parked {
                     Ok(()) => {
                         self.acks.ack(tag);
                         return;
@@ -266,20 +270,6 @@ impl Work {
                     .map(|()| Settle::Ack)
             }
         }
-    }
-
-    /// Puts the message back on the ingress queue carrying its count of failed
-    /// deliveries (a classic queue's redelivery would not count them).
-    async fn requeue_counted(&self, delivery: &Delivery, failed: u32) -> Result<(), Error> {
-        self.publisher
-            .republish(
-                &self.names.ingress(),
-                INGRESS_ROUTING_KEY,
-                delivery,
-                envelope::FAILED_DELIVERIES_HEADER,
-                AMQPValue::LongUInt(failed),
-            )
-            .await
     }
 
     fn already_forwarded(&self, message_id: &str) -> bool {

@@ -23,6 +23,13 @@ impl Names {
         format!("{}.ingress", self.namespace)
     }
 
+    /// Where an ingress message that failed for now waits out its pause before its next
+    /// delivery, off the ingress's prefetch: its expiration ends the wait, and the queue
+    /// dead-letters it back to the ingress.
+    pub fn retry_queue(&self) -> String {
+        format!("{}.retry", self.namespace)
+    }
+
     /// The topic exchange the bus delivers to systems through.
     pub fn deliver(&self) -> String {
         format!("{}.deliver", self.namespace)

@@ -39,7 +39,8 @@ fn bus_exchanges(names: &Names) -> [(String, ExchangeKind); 4] {
     ]
 }
 
-/// The bus's own exchanges and queues: ingress, deliver, dead letters, events.
+/// The bus's own exchanges and queues: ingress, deliver, dead letters, events, and the
+/// queue where failed ingress messages wait for their next delivery.
 pub async fn declare_bus(channel: &Channel, names: &Names) -> Result<(), Error> {
     let exchanges = bus_exchanges(names);
     for (name, kind) in exchanges {
@@ -69,6 +70,23 @@ pub async fn declare_bus(channel: &Channel, names: &Names) -> Result<(), Error> 
             )
             .await?;
     }
+    // Published to through the default exchange; what expires goes back to the ingress.
+    let mut returns_to_ingress = FieldTable::default();
+    returns_to_ingress.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(names.ingress().into()),
+    );
+    returns_to_ingress.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString(INGRESS_ROUTING_KEY.into()),
+    );
+    channel
+        .queue_declare(
+            names.retry_queue().as_str().into(),
+            durable_queue(),
+            returns_to_ingress,
+        )
+        .await?;
     Ok(())
 }
 
@@ -127,7 +145,11 @@ pub async fn delete_namespace(
     names: &Names,
     other_queues: impl IntoIterator<Item = String>,
 ) -> Result<(), Error> {
-    let queues = [names.ingress(), names.dead_letter_queue()];
+    let queues = [
+        names.ingress(),
+        names.dead_letter_queue(),
+        names.retry_queue(),
+    ];
     for queue in queues.into_iter().chain(other_queues) {
         channel
             .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
