@@ -140,6 +140,18 @@ impl AmqpBus {
         stats
     }
 
+    /// A second system, late_001, registered now and served on the SDK with `echo`.
+    async fn register_and_serve_late_001(&self) {
+        let late: SystemInfo = serde_json::from_value(json!({
+            "system_id": "late_001", "system_type": "custom_late", "name": "Late", "version": "1",
+            "interfaces": {"amqp": self.names.system_queue("late_001")},
+        }))
+        .unwrap();
+        self.bridge.declare_systems([&late]).await.unwrap();
+        self.registry.register(late.clone()).await.unwrap();
+        self.serve_system(late, echo).await;
+    }
+
     async fn client(&self) -> BusClient {
         BusClient::connect(URL, &self.config.amqp().namespace, self.codec)
             .await
@@ -475,12 +487,12 @@ async fn poison_and_unroutable_messages_are_dead_lettered_with_their_reason() {
     bus.remove().await;
 }
 
-/// A message whose system keeps failing goes back to the ingress with its count of
-/// failed deliveries in a header, and is dead-lettered once the count reaches
-/// `delivery_limit`.
-#[actix_rt::test]
-async fn a_message_that_keeps_failing_is_dead_lettered_at_the_delivery_limit() {
-    let bus = amqp_bus_with("delivery_limit = 3\n").await;
+/// A request to hhni_101 through the ingress, its replies due to a queue of our own,
+/// with hhni_101 served by a handler that always fails: the calls it got, the connection
+/// and channel the test goes on with, and the body as sent.
+async fn send_to_a_failing_system(
+    bus: &AmqpBus,
+) -> (Arc<AtomicU32>, Connection, lapin::Channel, Vec<u8>) {
     let calls = Arc::new(AtomicU32::new(0));
     bus.serve(counted(&calls, |_| async {
         Err(HandlerError::Failed("disk full".into()))
@@ -502,6 +514,16 @@ async fn a_message_that_keeps_failing_is_dead_lettered_at_the_delivery_limit() {
         .publish(&bus.names.ingress(), INGRESS_ROUTING_KEY, &body, properties)
         .await
         .unwrap();
+    (calls, connection, channel, body)
+}
+
+/// A message whose system keeps failing goes back to the ingress with its count of
+/// failed deliveries in a header, and is dead-lettered once the count reaches
+/// `delivery_limit`.
+#[actix_rt::test]
+async fn a_message_that_keeps_failing_is_dead_lettered_at_the_delivery_limit() {
+    let bus = amqp_bus_with("delivery_limit = 3\n").await;
+    let (calls, connection, channel, body) = send_to_a_failing_system(&bus).await;
 
     let dead = DeadLetters::open(&connection, bus.names.clone())
         .await
@@ -557,35 +579,8 @@ async fn a_message_waiting_for_its_next_delivery_holds_no_ingress_slot() {
     // One ingress slot: a failing message that kept it through its pauses would hold
     // up the messages for every other system.
     let bus = amqp_bus_with("prefetch = 1\n").await;
-    let failures = Arc::new(AtomicU32::new(0));
-    bus.serve(counted(&failures, |_| async {
-        Err(HandlerError::Failed("disk full".into()))
-    }))
-    .await;
-    let healthy: SystemInfo = serde_json::from_value(json!({
-        "system_id": "late_001", "system_type": "custom_late", "name": "Late", "version": "1",
-        "interfaces": {"amqp": bus.names.system_queue("late_001")},
-    }))
-    .unwrap();
-    bus.bridge.declare_systems([&healthy]).await.unwrap();
-    bus.registry.register(healthy.clone()).await.unwrap();
-    bus.serve_system(healthy, echo).await;
-    let connection = Connection::connect(URL, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    let replies = bus.replies_queue(&channel).await;
-    let payload = json!({"q": "fails"}).as_object().unwrap().clone();
-    let mut failing = IntegrationMessage::new("cmc_001", "hhni_101", "status_update", payload);
-    failing.reply_to = Some(replies);
-    let (body, properties) =
-        envelope::encode(&bus.codec, Format::Json, &failing, &Default::default()).unwrap();
-    Publisher::open(&connection)
-        .await
-        .unwrap()
-        .publish(&bus.names.ingress(), INGRESS_ROUTING_KEY, &body, properties)
-        .await
-        .unwrap();
+    let (failures, _connection, channel, _) = send_to_a_failing_system(&bus).await;
+    bus.register_and_serve_late_001().await;
 
     // Parked after its third delivery (each of up to two attempts; the first may have
     // found the system not yet taking traffic), now for 2 s.
@@ -711,14 +706,7 @@ async fn dead_letters_are_listed_and_replayed_once_their_cause_is_fixed() {
     );
 
     // The cause goes away: late_001 registers and starts serving.
-    let late: SystemInfo = serde_json::from_value(json!({
-        "system_id": "late_001", "system_type": "custom_late", "name": "Late", "version": "1",
-        "interfaces": {"amqp": bus.names.system_queue("late_001")},
-    }))
-    .unwrap();
-    bus.bridge.declare_systems([&late]).await.unwrap();
-    bus.registry.register(late.clone()).await.unwrap();
-    bus.serve_system(late, echo).await;
+    bus.register_and_serve_late_001().await;
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let others = Selection::Ids(vec!["some-other-id".into()]);
