@@ -22,7 +22,7 @@ use aimbus_amqp::envelope::{self, Routing};
 use aimbus_amqp::topology;
 use aimbus_amqp::{Bridge, BridgeSecurity, INGRESS_ROUTING_KEY, Names, Publisher};
 use aimbus_client::{SystemWorker, WorkerOptions};
-use aimbus_core::{Codec, Config, Format, IntegrationMessage, SystemInfo};
+use aimbus_core::{AmqpConfig, Codec, Config, Format, IntegrationMessage, SystemInfo};
 use aimbus_telemetry::Process;
 use aimbus_telemetry::receiver::Receiver;
 use chrono::Utc;
@@ -30,7 +30,7 @@ use hdrhistogram::Histogram;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::json;
 use tokio_stream::StreamExt;
@@ -224,12 +224,18 @@ async fn bus_path(namespace: &str, n: usize) -> (f64, Histogram<u64>) {
 
     let connection = connect().await;
     let publisher = Publisher::open(&connection).await.unwrap();
-    let ingress = (names.ingress(), INGRESS_ROUTING_KEY);
-    let (rate, latencies) = timed_run(&publisher, (&ingress.0, ingress.1), n, &sink, move || {
-        let message =
-            IntegrationMessage::new("cmc_001", "bench_001", "status_update", kib_payload());
-        envelope::encode(&codec, Format::MessagePack, &message, &Routing::default()).unwrap()
-    })
+    let ingress = names.ingress();
+    let (rate, latencies) = timed_run(
+        &publisher,
+        (&ingress, INGRESS_ROUTING_KEY),
+        n,
+        &sink,
+        move || {
+            let message =
+                IntegrationMessage::new("cmc_001", "bench_001", "status_update", kib_payload());
+            envelope::encode(&codec, Format::MessagePack, &message, &Routing::default()).unwrap()
+        },
+    )
     .await;
     // Stopped, or it would declare its queue again once the namespace is removed (which
     // happens once the bus has stopped too: see `bus_run`).
@@ -293,10 +299,11 @@ async fn raw_relay(namespace: &str, n: usize, relayed: Relayed) -> (f64, Histogr
         ..QueueDeclareOptions::default()
     };
     for queue in [&input, &output] {
-        let mut arguments = FieldTable::default();
-        if relayed.priorities() && queue == &output {
-            arguments.insert("x-max-priority".into(), AMQPValue::ShortShortUInt(10));
-        }
+        let arguments = match relayed.priorities() && queue == &output {
+            // Declared as the bus declares a system's queue (classic, with priorities).
+            true => topology::system_queue_arguments(&AmqpConfig::default()),
+            false => FieldTable::default(),
+        };
         channel
             .queue_declare(queue.as_str().into(), durable, arguments)
             .await

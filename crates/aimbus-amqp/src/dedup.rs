@@ -67,7 +67,8 @@ impl<V: Clone> DedupWindow<V> {
     }
 
     /// The bytes counted for what is remembered now.
-    pub fn bytes(&self) -> usize {
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
         self.bytes
     }
 }

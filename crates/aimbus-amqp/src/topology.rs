@@ -103,6 +103,28 @@ pub async fn declare_system_queue(
         .get(interface::AMQP)
         .cloned()
         .unwrap_or_else(|| names.system_queue(&system.system_id));
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            durable_queue(),
+            system_queue_arguments(config),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            names.deliver().into(),
+            Names::system_routing_key(system).into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(queue)
+}
+
+/// How a system's queue is declared: classic with priorities, or quorum with a
+/// delivery limit.
+pub fn system_queue_arguments(config: &AmqpConfig) -> FieldTable {
     let mut arguments = FieldTable::default();
     match config.queue_type {
         QueueType::Classic => {
@@ -122,19 +144,7 @@ pub async fn declare_system_queue(
             );
         }
     }
-    channel
-        .queue_declare(queue.as_str().into(), durable_queue(), arguments)
-        .await?;
-    channel
-        .queue_bind(
-            queue.as_str().into(),
-            names.deliver().into(),
-            Names::system_routing_key(system).into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    Ok(queue)
+    arguments
 }
 
 /// Deletes a namespace: the bus's queues, `other_queues` (systems' and clients'), and
