@@ -62,7 +62,10 @@ impl FaultBroker {
         let started = Command::new("rabbitmq-server")
             .arg("-detached")
             .env("RABBITMQ_NODENAME", &broker.node)
-            .env("RABBITMQ_DIST_PORT", (port + 10_000).to_string())
+            // Below the kernel's ephemeral range (32768 and up), as the AMQP port is: a
+            // port there may already be the local end of some outgoing connection, and
+            // the node then cannot listen and never starts.
+            .env("RABBITMQ_DIST_PORT", (port - 10_000).to_string())
             .env("RABBITMQ_MNESIA_BASE", dir("mnesia"))
             .env("RABBITMQ_LOG_BASE", dir("log"))
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir("enabled_plugins"))
@@ -73,10 +76,27 @@ impl FaultBroker {
         assert!(started.success());
         let deadline = Instant::now() + Duration::from_secs(90);
         while !broker.ctl(&["await_startup"]) {
-            assert!(Instant::now() < deadline, "the fault broker did not start");
+            assert!(
+                Instant::now() < deadline,
+                "the fault broker did not start; its log ends:\n{}",
+                broker.log_tail()
+            );
             std::thread::sleep(Duration::from_millis(500));
         }
         Some(broker)
+    }
+
+    /// The last lines of the node's logs, to say why it did not start.
+    fn log_tail(&self) -> String {
+        let logs = std::fs::read_dir(self.dir.join("log"))
+            .into_iter()
+            .flatten();
+        let text: String = logs
+            .flatten()
+            .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+            .collect();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
     fn ctl(&self, args: &[&str]) -> bool {
