@@ -1178,3 +1178,55 @@ async fn large_bodies_cross_the_broker_compressed_and_arrive_whole() {
     }
     bus.remove().await;
 }
+
+#[actix_rt::test]
+async fn buses_in_two_namespaces_with_the_shipped_systems_file_share_no_queue() {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/systems.toml");
+    let systems = aimbus_core::SystemsFile::load(std::path::Path::new(shipped)).unwrap();
+    let systems = systems.systems();
+    let config = Config::default();
+    let connection = Connection::connect(URL, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let [a, b] = [0, 1].map(|n| Names::new(&format!("aimbus-ns{n}-{suffix}")));
+    let mut declared = Vec::new();
+    for names in [&a, &b] {
+        topology::declare_bus(&channel, names).await.unwrap();
+        let mut queues = Vec::new();
+        for system in systems {
+            queues.push(
+                topology::declare_system_queue(&channel, names, config.amqp(), system)
+                    .await
+                    .unwrap(),
+            );
+        }
+        declared.push(queues);
+    }
+    assert_eq!(declared[0].len(), 11);
+    assert!(
+        declared[0].iter().all(|q| !declared[1].contains(q)),
+        "{declared:?}"
+    );
+    assert!(declared[0].contains(&a.system_queue("vif_001")));
+    // A message delivered in one namespace waits in that namespace's queue alone.
+    let publisher = Publisher::open(&connection).await.unwrap();
+    let vif = systems.iter().find(|s| s.system_id == "vif_001").unwrap();
+    publisher
+        .publish(
+            &a.deliver(),
+            &Names::system_routing_key(vif),
+            b"{}",
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ready_in(&channel, &a.system_queue("vif_001")).await, 1);
+    assert_eq!(ready_in(&channel, &b.system_queue("vif_001")).await, 0);
+    for (names, queues) in [&a, &b].into_iter().zip(declared) {
+        topology::delete_namespace(&channel, names, queues)
+            .await
+            .unwrap();
+    }
+}

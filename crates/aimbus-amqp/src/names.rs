@@ -1,7 +1,7 @@
 //! The names of the AMQP contract, under a namespace (`aimbus` by default), so two buses
 //! can share a broker.
 
-use aimbus_core::SystemInfo;
+use aimbus_core::{SystemInfo, interface};
 
 /// Routing key of the ingress binding.
 pub const INGRESS_ROUTING_KEY: &str = "ingress";
@@ -53,6 +53,15 @@ impl Names {
     /// A system's queue: `<namespace>.system.<system_id>`.
     pub fn system_queue(&self, system_id: &str) -> String {
         format!("{}.system.{system_id}", self.namespace)
+    }
+
+    /// The queue a system's messages wait in: its `amqp` interface, with `{namespace}`
+    /// made this namespace, or [`Names::system_queue`] when it has none.
+    pub fn queue_of(&self, system: &SystemInfo) -> String {
+        match system.interfaces.get(interface::AMQP) {
+            Some(queue) => queue.replace(interface::NAMESPACE_PLACEHOLDER, &self.namespace),
+            None => self.system_queue(&system.system_id),
+        }
     }
 
     /// The key a system's queue is bound with on the deliver exchange.

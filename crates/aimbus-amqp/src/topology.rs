@@ -1,7 +1,7 @@
 //! Declares the AMQP contract's exchanges, queues and bindings. Every declaration is
 //! idempotent, so it runs at every start and after every reconnect.
 
-use aimbus_core::{AmqpConfig, QueueType, SystemInfo, interface};
+use aimbus_core::{AmqpConfig, QueueType, SystemInfo};
 use lapin::options::{
     ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
     QueueDeleteOptions,
@@ -97,12 +97,7 @@ pub async fn declare_system_queue(
     config: &AmqpConfig,
     system: &SystemInfo,
 ) -> Result<String, Error> {
-    // The `amqp` interface names the queue; the contract's name otherwise.
-    let queue = system
-        .interfaces
-        .get(interface::AMQP)
-        .cloned()
-        .unwrap_or_else(|| names.system_queue(&system.system_id));
+    let queue = names.queue_of(system);
     channel
         .queue_declare(
             queue.as_str().into(),

@@ -15,15 +15,12 @@ mod common;
 const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/aimbus.toml");
 const SHIPPED_SYSTEMS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/systems.toml");
 
-/// The shipped configuration, with the systems' queues moved into `namespace`.
-fn config_in(namespace: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+/// The shipped configuration and systems file, as they are: the namespace a test runs in
+/// (`AIMBUS_AMQP__NAMESPACE`) keeps its system queues apart from every other test's.
+fn shipped_config() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(SHIPPED, dir.path().join("aimbus.toml")).unwrap();
-    let systems = std::fs::read_to_string(SHIPPED_SYSTEMS).unwrap().replace(
-        "amqp = \"aimbus.system.",
-        &format!("amqp = \"{namespace}.system."),
-    );
-    std::fs::write(dir.path().join("systems.toml"), systems).unwrap();
+    std::fs::copy(SHIPPED_SYSTEMS, dir.path().join("systems.toml")).unwrap();
     let path = dir.path().join("aimbus.toml");
     (dir, path)
 }
@@ -84,7 +81,7 @@ struct Stack {
 impl Stack {
     fn start(name: &str, simulated: &[&str], env: &[(&str, &str)]) -> Stack {
         let namespace = format!("aimbus-{name}-{}", uuid::Uuid::new_v4().simple());
-        let (dir, path) = config_in(&namespace);
+        let (dir, path) = shipped_config();
         let (serve, gateway) =
             start_logging(&path, &namespace, &["serve"], "aimbus is serving", env);
         let gateway = gateway.expect("serve logs its gateway address");
@@ -297,7 +294,7 @@ async fn remove_namespace(config: &Config, namespace: &str) {
 async fn a_system_worker_killed_mid_stream_loses_nothing() {
     const MESSAGES: usize = 3_000;
     let namespace = format!("aimbus-kill-{}", uuid::Uuid::new_v4().simple());
-    let (_dir, path) = config_in(&namespace);
+    let (_dir, path) = shipped_config();
     // Attempts at the killed worker time out fast and are retried.
     let fast = [
         ("AIMBUS_CORE__REQUEST_TIMEOUT_SECONDS", "3"),
@@ -385,7 +382,7 @@ async fn a_system_worker_killed_mid_stream_loses_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dlq_commands_list_and_replay_dead_letters() {
     let namespace = format!("aimbus-dlq-{}", uuid::Uuid::new_v4().simple());
-    let (_dir, path) = config_in(&namespace);
+    let (_dir, path) = shipped_config();
     let serve = start(&path, &namespace, &["serve"], "aimbus is serving");
     let config = Config::load(&path, Vec::new()).unwrap();
     let codec = Codec::new(config.decode_limits());

@@ -12,12 +12,18 @@ pub mod interface {
     pub const REST_API: &str = "rest_api";
     /// A system's gRPC endpoint, `host:port`.
     pub const GRPC: &str = "grpc";
-    /// The AMQP queue the bus delivers a system's messages to.
+    /// The AMQP queue the bus delivers a system's messages to. `{namespace}` in it stands
+    /// for the bus's `amqp.namespace`, so one systems file serves buses in any namespace
+    /// without their sharing a queue.
     pub const AMQP: &str = "amqp";
 
-    /// The queue name the AMQP contract gives a system: `aimbus.system.<system_id>`.
+    /// What `{namespace}` in an `amqp` interface is replaced with.
+    pub const NAMESPACE_PLACEHOLDER: &str = "{namespace}";
+
+    /// The queue the AMQP contract gives a system, in whatever namespace the bus runs:
+    /// `{namespace}.system.<system_id>`.
     pub fn amqp_queue(system_id: &str) -> String {
-        format!("aimbus.system.{system_id}")
+        format!("{NAMESPACE_PLACEHOLDER}.system.{system_id}")
     }
 }
 
