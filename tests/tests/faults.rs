@@ -116,6 +116,12 @@ impl FaultBroker {
         assert!(self.ctl(&["start_app"]));
     }
 
+    /// Closes every client connection, the broker staying up: what a network blip or a
+    /// broker-side kill looks like to the clients.
+    fn close_connections(&self) {
+        assert!(self.ctl(&["close_all_connections", "--global", "fault test"]));
+    }
+
     fn url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
     }
@@ -134,7 +140,8 @@ struct FaultBus {
     codec: Codec,
     names: aimbus_amqp::Names,
     system: SystemInfo,
-    _bridge: Arc<Bridge>,
+    router: RouterHandle,
+    bridge: Arc<Bridge>,
 }
 
 impl FaultBus {
@@ -164,14 +171,15 @@ impl FaultBus {
         let router = RouterHandle::start(Arc::clone(&config), registry)
             .await
             .unwrap();
-        bridge.start(router);
+        bridge.start(router.clone());
         bridge.wait_connected().await;
         FaultBus {
             config,
             codec,
             names,
             system,
-            _bridge: bridge,
+            router,
+            bridge,
         }
     }
 }
@@ -179,11 +187,20 @@ impl FaultBus {
 impl FaultBus {
     /// Serves `fault_001` on the SDK, recording the id of every message handed to it.
     async fn serve_recording(&self) -> (Arc<Mutex<HashSet<String>>>, Arc<WorkerStats>) {
+        self.serve_slowly(Duration::ZERO, 64).await
+    }
+
+    /// Serves `fault_001`, each message taking `handling`, `prefetch` at once.
+    async fn serve_slowly(
+        &self,
+        handling: Duration,
+        prefetch: u16,
+    ) -> (Arc<Mutex<HashSet<String>>>, Arc<WorkerStats>) {
         let delivered = Arc::new(Mutex::new(HashSet::new()));
         let seen = Arc::clone(&delivered);
         let options = WorkerOptions {
             amqp: self.config.amqp().clone(),
-            prefetch: 64,
+            prefetch,
             keyring: None,
         };
         let worker = SystemWorker::connect(self.system.clone(), options, self.codec)
@@ -193,7 +210,10 @@ impl FaultBus {
         // Health checks are answered by the SDK itself and never reach the handler.
         tokio::spawn(worker.serve(move |message: IntegrationMessage| {
             seen.lock().unwrap().insert(message.message_id);
-            async move { Ok::<_, HandlerError>(serde_json::Map::new()) }
+            async move {
+                tokio::time::sleep(handling).await;
+                Ok::<_, HandlerError>(serde_json::Map::new())
+            }
         }));
         (delivered, stats)
     }
@@ -441,4 +461,219 @@ async fn one_percent_poison_among_ten_thousand_all_dead_lettered_the_rest_proces
         good.len(),
         "each processed once"
     );
+}
+
+/// Messages waiting in a queue, ready for a consumer.
+async fn ready_count(url: &str, queue: &str) -> u32 {
+    let connection = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    declared.message_count()
+}
+
+/// Closes every connection to `broker`, then waits until the bridge has noticed and
+/// connected again.
+async fn drop_connections(broker: &FaultBroker, bridge: &Bridge) {
+    let mut connected = bridge.watch_connected();
+    connected.mark_unchanged();
+    broker.close_connections();
+    // Any change after the close is the loss (a reconnect may already follow it).
+    tokio::time::timeout(Duration::from_secs(10), connected.changed())
+        .await
+        .expect("the bridge notices the loss")
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), bridge.wait_connected())
+        .await
+        .expect("the bridge reconnects");
+}
+
+#[actix_rt::test]
+async fn a_forwarded_message_seen_again_after_a_reconnect_reaches_its_system_once() {
+    let Some(broker) = FaultBroker::start(2) else {
+        eprintln!("skipped: the fault tests need root and rabbitmq-server");
+        return;
+    };
+    let url = broker.url();
+    let bus = FaultBus::start(&url).await;
+    let (delivered, stats) = bus.serve_recording().await;
+    let payload = json!({"n": 1}).as_object().unwrap().clone();
+    let message = IntegrationMessage::new("cmc_001", "fault_001", "status_update", payload);
+    let (body, properties) =
+        envelope::encode(&bus.codec, Format::Json, &message, &Routing::default()).unwrap();
+    let publish = async || {
+        let connection = Connection::connect(&url, ConnectionProperties::default())
+            .await
+            .unwrap();
+        Publisher::open(&connection)
+            .await
+            .unwrap()
+            .publish(
+                &bus.names.ingress(),
+                INGRESS_ROUTING_KEY,
+                &body,
+                properties.clone(),
+            )
+            .await
+            .unwrap();
+    };
+    publish().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !delivered.lock().unwrap().contains(&message.message_id) {
+        assert!(Instant::now() < deadline, "the message was never delivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The bus loses its connection after forwarding. A message whose ack went with it
+    // comes back on the next connection: the same copy, published again, stands for it.
+    drop_connections(&broker, &bus.bridge).await;
+    publish().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ready_count(&url, &bus.names.ingress()).await > 0 {
+        assert!(Instant::now() < deadline, "the ingress never took the copy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Time for a second forward, were there one, to reach the worker.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let delivered = delivered.lock().unwrap().len();
+    let summary = Summary {
+        name: "reconnect-dedup",
+        sent: 2,
+        confirmed: 2,
+        delivered,
+        duplicates: stats.duplicates.load(Ordering::Relaxed),
+        dead_lettered: dead_letter_count(&url, &bus.names.dead_letter_queue()).await,
+        lost: 0,
+    };
+    summary.print();
+    // The worker's own window would catch a second forward as a duplicate: none came.
+    assert_eq!(
+        (stats.handled.load(Ordering::Relaxed), summary.duplicates),
+        (1, 0),
+        "forwarded once, handled once"
+    );
+}
+
+#[actix_rt::test]
+async fn requests_in_flight_when_the_connections_drop_fail_at_once_and_are_answered_again() {
+    let Some(broker) = FaultBroker::start(3) else {
+        eprintln!("skipped: the fault tests need root and rabbitmq-server");
+        return;
+    };
+    const EACH: usize = 100;
+    let url = broker.url();
+    let bus = FaultBus::start(&url).await;
+    // Slow enough that every request is still waiting for its reply when the
+    // connections close.
+    let (_delivered, _stats) = bus.serve_slowly(Duration::from_millis(1_500), 512).await;
+    // Until the bus's health check has seen the worker answer, the router holds traffic.
+    let probe = IntegrationMessage::new(
+        "cmc_001",
+        "fault_001",
+        "data_request",
+        json!({"probe": true}).as_object().unwrap().clone(),
+    );
+    tokio::time::timeout(Duration::from_secs(30), bus.router.route(probe))
+        .await
+        .expect("the system answers")
+        .unwrap();
+    let client = Arc::new(
+        BusClient::connect(&url, &bus.config.amqp().namespace, bus.codec)
+            .await
+            .unwrap(),
+    );
+    let request = |n: usize| {
+        let payload = json!({"n": n}).as_object().unwrap().clone();
+        IntegrationMessage::new("cmc_001", "fault_001", "data_request", payload)
+    };
+    let transport = bus.bridge.transport();
+    let started = Instant::now();
+    // Straight to the AMQP transport (no retries): each must fail soon after the loss.
+    let direct: Vec<_> = (0..EACH)
+        .map(|n| {
+            let delivery = aimbus_actors::Transport::deliver(
+                transport.as_ref(),
+                &bus.system,
+                Arc::new(request(n)),
+            );
+            tokio::spawn(async move {
+                let outcome = tokio::time::timeout(Duration::from_secs(20), delivery).await;
+                (outcome.map(|r| r.is_ok()), Instant::now())
+            })
+        })
+        .collect();
+    // Through the router, whose retry policy asks again on the new connection.
+    let routed: Vec<_> = (0..EACH)
+        .map(|n| {
+            let router = bus.router.clone();
+            let message = request(EACH + n);
+            tokio::spawn(async move { router.route(message).await.map(|_| ()) })
+        })
+        .collect();
+    // Through the SDK's client, which asks again when its reply queue is gone.
+    let requested: Vec<_> = (0..EACH)
+        .map(|n| {
+            let client = Arc::clone(&client);
+            let message = request(2 * EACH + n);
+            tokio::spawn(async move {
+                client
+                    .request(message, Format::MessagePack, Duration::from_secs(60))
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let closed_at = Instant::now();
+    let _broker = tokio::task::spawn_blocking(move || {
+        broker.close_connections();
+        broker
+    })
+    .await
+    .unwrap();
+    let mut slowest_failure = Duration::ZERO;
+    let mut answered_before_loss = 0;
+    for task in direct {
+        let (outcome, at) = task.await.unwrap();
+        match outcome {
+            Ok(true) => answered_before_loss += 1,
+            Ok(false) => slowest_failure = slowest_failure.max(at.duration_since(closed_at)),
+            Err(_) => panic!("a request waited 20 s for a reply that could never come"),
+        }
+    }
+    let mut routed_answered = 0;
+    for task in routed {
+        match task.await.unwrap() {
+            Ok(()) => routed_answered += 1,
+            Err(error) => eprintln!("routed request failed: {error}"),
+        }
+    }
+    let mut requested_answered = 0;
+    for task in requested {
+        requested_answered += usize::from(task.await.unwrap().is_ok());
+    }
+    println!(
+        "fault request-streams: {EACH} direct (answered before the loss {answered_before_loss}, slowest failure {slowest_failure:?} after it), routed answered {routed_answered}/{EACH}, BusClient answered {requested_answered}/{EACH}, in {:?}",
+        started.elapsed()
+    );
+    assert!(
+        slowest_failure <= Duration::from_secs(2),
+        "a request learnt of the loss only after {slowest_failure:?}"
+    );
+    assert_eq!(
+        answered_before_loss, 0,
+        "the handler is slower than the loss"
+    );
+    assert_eq!(routed_answered, EACH);
+    assert_eq!(requested_answered, EACH);
 }

@@ -54,6 +54,12 @@ impl Error {
         }
     }
 
+    /// A delivery the bus's own lost connection cut short (see
+    /// [`DeliveryFailure::is_interruption`]).
+    pub fn is_interruption(&self) -> bool {
+        matches!(self, Error::Delivery { failure, .. } if failure.is_interruption())
+    }
+
     /// A stable one-word name of the kind of failure: the first word of a dead letter's
     /// reason, and a failed span's `error.type`.
     pub fn kind(&self) -> &'static str {

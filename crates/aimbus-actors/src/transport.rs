@@ -38,11 +38,23 @@ pub enum DeliveryFailure {
     /// The system refused the message as invalid; another attempt would be refused too.
     #[error("rejected: {0}")]
     Rejected(String),
+    /// The bus's own link to the system went away before the answer came (a broker
+    /// connection lost mid-request): no mark against the system, and worth another try.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
 }
 
 impl DeliveryFailure {
     pub fn is_retryable(&self) -> bool {
         !matches!(self, DeliveryFailure::Rejected(_))
+    }
+
+    /// Whether the failure was the bus's, not the system's. A lost link fails every
+    /// request in flight on it at once, exactly when a retry budget would refuse most of
+    /// them, and retrying them adds nothing to a failing system's load: such retries are
+    /// not drawn from the budget (the policy's attempts still bound them).
+    pub fn is_interruption(&self) -> bool {
+        matches!(self, DeliveryFailure::Interrupted(_))
     }
 }
 

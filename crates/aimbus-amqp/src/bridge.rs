@@ -1,14 +1,14 @@
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use aimbus_actors::{RegistryHandle, RouterHandle};
 use aimbus_core::{
-    AmqpConfig, Codec, Format, IntegrationMessage, Keyring, QueueType, SigningKeys, SystemInfo,
-    interface,
+    AmqpConfig, Backoff, Codec, Format, IntegrationMessage, Keyring, QueueType, SigningKeys,
+    SystemInfo, interface,
 };
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use tokio::sync::{broadcast, watch};
 
+use crate::dedup::DedupWindow;
 use crate::envelope::{self, Routing};
 use crate::names::{INGRESS_ROUTING_KEY, Names};
 use crate::publisher::Publisher;
@@ -28,9 +28,6 @@ pub struct BridgeSecurity {
     pub require_signed: bool,
 }
 
-/// Longest wait between two connection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
-
 /// The bus's link to RabbitMQ. Once started, it keeps itself connected: it connects
 /// (waiting with backoff while the broker is away), declares the topology, attaches the
 /// AMQP transport and starts the ingress consumer; when the connection drops it detaches
@@ -48,6 +45,10 @@ pub struct Bridge {
     current: Mutex<Option<Arc<Connection>>>,
     /// Publishes registry events and enqueued messages while connected.
     publisher: Mutex<Option<Publisher>>,
+    /// Ids the ingress already forwarded. The bridge's, not one connection's: a message
+    /// forwarded just before the connection dropped, and redelivered on the next one
+    /// because its ack was lost with it, must still be recognised.
+    forwarded: Arc<Mutex<DedupWindow<()>>>,
 }
 
 impl Bridge {
@@ -70,6 +71,10 @@ impl Bridge {
             systems: Mutex::default(),
             current: Mutex::default(),
             publisher: Mutex::default(),
+            forwarded: Arc::new(Mutex::new(DedupWindow::new(
+                config.dedup_window,
+                config.dedup_window_bytes(),
+            ))),
         })
     }
 
@@ -102,6 +107,11 @@ impl Bridge {
                 properties,
             )
             .await
+    }
+
+    /// Whether the bridge is connected, as it changes.
+    pub fn watch_connected(&self) -> watch::Receiver<bool> {
+        self.connected.subscribe()
     }
 
     /// Resolves once the bridge is connected (at once if it is).
@@ -202,14 +212,14 @@ impl Bridge {
     pub fn start(self: &Arc<Self>, router: RouterHandle) -> tokio::task::JoinHandle<()> {
         let bridge = Arc::clone(self);
         tokio::spawn(async move {
-            let mut wait = Duration::from_millis(200);
+            let mut backoff = Backoff::reconnect();
             loop {
                 match bridge.session(&router).await {
-                    Ok(()) => wait = Duration::from_millis(200),
+                    Ok(()) => backoff.reset(),
                     Err(error) => {
+                        let wait = backoff.next_wait();
                         tracing::warn!(%error, url = %bridge.config.url, retry_in_ms = wait.as_millis() as u64, "broker unavailable");
                         tokio::time::sleep(wait).await;
-                        wait = (wait * 2).min(MAX_BACKOFF);
                     }
                 }
             }
@@ -235,6 +245,7 @@ impl Bridge {
             self.security.clone(),
             &self.config,
             router.clone(),
+            Arc::clone(&self.forwarded),
         )
         .await?;
         *self.current.lock().expect("connection lock") = Some(Arc::clone(&connection));

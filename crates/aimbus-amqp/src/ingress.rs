@@ -33,6 +33,7 @@ pub async fn start(
     security: BridgeSecurity,
     config: &AmqpConfig,
     router: RouterHandle,
+    forwarded: Arc<Mutex<DedupWindow<()>>>,
 ) -> Result<tokio::task::JoinHandle<()>, Error> {
     let prefetch = config.prefetch;
     let channel = connection.create_channel().await?;
@@ -56,10 +57,7 @@ pub async fn start(
         codec,
         security,
         router,
-        forwarded: Mutex::new(DedupWindow::new(
-            config.dedup_window,
-            config.dedup_window_bytes(),
-        )),
+        forwarded,
         delivery_limit: config.delivery_limit,
         acks: Acks::start(channel.clone()),
     });
@@ -92,8 +90,9 @@ struct Work {
     router: RouterHandle,
     /// Ids of messages already forwarded to their system: a redelivery or a republished
     /// copy of one is acknowledged, not forwarded again. (A request is routed again, so
-    /// its sender gets its answer again; a dead letter may be replayed.)
-    forwarded: Mutex<DedupWindow<()>>,
+    /// its sender gets its answer again; a dead letter may be replayed.) Shared by every
+    /// session of the bridge.
+    forwarded: Arc<Mutex<DedupWindow<()>>>,
     delivery_limit: u32,
     acks: Acks,
 }

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
-use lapin::{Connection, Event};
-use tokio_stream::StreamExt;
+use lapin::{Channel, Connection, Event};
+use tokio_stream::{Stream, StreamExt};
 
 /// How often a connection's status is looked at, besides listening for its errors.
 const STATUS_CHECK: Duration = Duration::from_millis(500);
@@ -10,7 +10,23 @@ const STATUS_CHECK: Duration = Duration::from_millis(500);
 /// connected. Consumers do not always end when their connection dies, so whoever keeps
 /// a connection alive waits on this as well.
 pub async fn until_lost(connection: &Connection) {
+    lost(connection.events_listener(), || {
+        connection.status().connected()
+    })
+    .await;
+}
+
+/// As [`until_lost`], for a task that outlives the borrow of its connection: it watches
+/// the connection's events and the status of `channel`, one of its channels.
+pub fn until_channel_lost(
+    connection: &Connection,
+    channel: Channel,
+) -> impl Future<Output = ()> + Send + 'static {
     let events = connection.events_listener();
+    async move { lost(events, move || channel.status().connected()).await }
+}
+
+async fn lost(events: impl Stream<Item = Event>, connected: impl Fn() -> bool) {
     tokio::pin!(events);
     let mut tick = tokio::time::interval(STATUS_CHECK);
     loop {
@@ -21,7 +37,7 @@ pub async fn until_lost(connection: &Connection) {
                 }
             }
             _ = tick.tick() => {
-                if !connection.status().connected() {
+                if !connected() {
                     return;
                 }
             }

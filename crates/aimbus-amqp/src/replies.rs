@@ -12,8 +12,8 @@ use lapin::types::FieldTable;
 use tokio::sync::oneshot;
 use tokio_stream::StreamExt;
 
-use crate::Error;
 use crate::envelope::{self, OUTCOME_HEADER};
+use crate::{Error, link};
 
 /// A reply as it came back: the message, and what the system said of its outcome.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,7 +23,16 @@ pub struct ReplyMessage {
     pub outcome: String,
 }
 
-type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<ReplyMessage>>>>;
+/// The requests waiting for their reply, and whether any reply can still come.
+#[derive(Default)]
+struct Table {
+    senders: HashMap<String, oneshot::Sender<ReplyMessage>>,
+    /// The reply consumer has ended (its connection is gone): nothing more will be
+    /// answered here.
+    closed: bool,
+}
+
+type Waiting = Arc<Mutex<Table>>;
 
 pub struct ReplyInbox {
     queue: String,
@@ -44,7 +53,9 @@ impl PendingReply {
         &self.correlation_id
     }
 
-    /// The reply; `None` if the inbox shut down first.
+    /// The reply; `None` as soon as the inbox lost its connection (or had lost it before
+    /// the request was registered): the reply can never come, so the caller asks again
+    /// on a new connection instead of waiting out its timeout.
     pub async fn wait(mut self) -> Option<ReplyMessage> {
         self.receiver.take()?.await.ok()
     }
@@ -55,12 +66,14 @@ impl Drop for PendingReply {
         self.waiting
             .lock()
             .expect("reply table lock")
+            .senders
             .remove(&self.correlation_id);
     }
 }
 
 impl ReplyInbox {
-    /// Declares a server-named exclusive queue and consumes it until the connection ends.
+    /// Declares a server-named exclusive queue and consumes it until the connection ends;
+    /// then every request still waiting is failed at once.
     pub async fn start(connection: &Connection, codec: Codec) -> Result<Arc<ReplyInbox>, Error> {
         let channel = connection.create_channel().await?;
         let options = QueueDeclareOptions {
@@ -91,16 +104,27 @@ impl ReplyInbox {
             sequence: AtomicU64::new(0),
         });
         let waiting = Arc::clone(&inbox.waiting);
+        // The consumer does not always end with its connection: watch the connection too.
+        let lost = link::until_channel_lost(connection, channel.clone());
         tokio::spawn(async move {
             // Keeps the channel open for as long as the consumer runs.
             let _channel = channel;
-            while let Some(Ok(delivery)) = consumer.next().await {
+            tokio::pin!(lost);
+            loop {
+                let delivery = tokio::select! {
+                    delivery = consumer.next() => delivery,
+                    () = &mut lost => None,
+                };
+                let Some(Ok(delivery)) = delivery else {
+                    break;
+                };
                 let Some(correlation_id) = delivery.properties.correlation_id().clone() else {
                     continue;
                 };
                 let sender = waiting
                     .lock()
                     .expect("reply table lock")
+                    .senders
                     .remove(correlation_id.as_str());
                 let Some(sender) = sender else {
                     tracing::debug!(
@@ -117,6 +141,14 @@ impl ReplyInbox {
                     }
                     Err(error) => tracing::warn!(%error, "undecodable reply discarded"),
                 }
+            }
+            // Dropping the senders wakes every waiting request with `None`.
+            let mut table = waiting.lock().expect("reply table lock");
+            table.closed = true;
+            let failed = std::mem::take(&mut table.senders).len();
+            drop(table);
+            if failed > 0 {
+                tracing::debug!(failed, "reply queue lost; waiting requests failed");
             }
         });
         Ok(inbox)
@@ -138,10 +170,12 @@ impl ReplyInbox {
     /// answers an ingress request with its `message_id`).
     pub fn expect_correlation(&self, correlation_id: String) -> PendingReply {
         let (sender, receiver) = oneshot::channel();
-        self.waiting
-            .lock()
-            .expect("reply table lock")
-            .insert(correlation_id.clone(), sender);
+        let mut table = self.waiting.lock().expect("reply table lock");
+        // A closed inbox drops the sender here, so the request fails at once.
+        if !table.closed {
+            table.senders.insert(correlation_id.clone(), sender);
+        }
+        drop(table);
         PendingReply {
             correlation_id,
             waiting: Arc::clone(&self.waiting),

@@ -81,10 +81,11 @@ impl Transport for AmqpTransport {
         let keyring = self.keyring.clone();
         Box::pin(async move {
             sent.await?;
-            let reply = pending
-                .wait()
-                .await
-                .ok_or_else(|| DeliveryFailure::Unreachable("the reply queue closed".into()))?;
+            let reply = pending.wait().await.ok_or_else(|| {
+                DeliveryFailure::Interrupted(
+                    "the connection to the broker was lost before the reply came".into(),
+                )
+            })?;
             let error = |reply: &crate::ReplyMessage| {
                 reply
                     .message

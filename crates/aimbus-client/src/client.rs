@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 
 use aimbus_amqp::envelope::{self, Routing};
 use aimbus_amqp::{INGRESS_ROUTING_KEY, Names, Publisher, ReplyInbox, ReplyMessage};
-use aimbus_core::{Codec, Format, IntegrationMessage};
+use aimbus_core::{Backoff, Codec, Format, IntegrationMessage};
 use lapin::{Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 
@@ -61,8 +61,16 @@ impl BusClient {
         Ok(session)
     }
 
-    async fn forget(&self) {
-        *self.session.lock().await = None;
+    /// Drops `failed` as the current session, unless another caller replaced it already
+    /// (many requests fail together when a connection goes; one new session serves them).
+    async fn forget(&self, failed: &Session) {
+        let mut current = self.session.lock().await;
+        if current
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(&c.connection, &failed.connection))
+        {
+            *current = None;
+        }
     }
 
     /// Publishes to the ingress; returns once the broker has the message in its queue.
@@ -70,20 +78,23 @@ impl BusClient {
         let (body, properties) =
             envelope::encode(&self.codec, format, message, &Routing::default())?;
         let started = Instant::now();
-        let mut wait = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         loop {
-            let sent = match self.session().await {
-                Ok(session) => session
-                    .publisher
-                    .publish(
-                        &self.names.ingress(),
-                        INGRESS_ROUTING_KEY,
-                        &body,
-                        properties.clone(),
-                    )
-                    .await
-                    .map_err(Error::from),
-                Err(error) => Err(error),
+            let (session, sent) = match self.session().await {
+                Ok(session) => {
+                    let sent = session
+                        .publisher
+                        .publish(
+                            &self.names.ingress(),
+                            INGRESS_ROUTING_KEY,
+                            &body,
+                            properties.clone(),
+                        )
+                        .await
+                        .map_err(Error::from);
+                    (Some(session), sent)
+                }
+                Err(error) => (None, Err(error)),
             };
             match sent {
                 Ok(()) => return Ok(()),
@@ -94,9 +105,10 @@ impl BusClient {
                 Err(error) if started.elapsed() > SEND_PATIENCE => return Err(error),
                 Err(error) => {
                     tracing::debug!(%error, "send failed; trying again on a new connection");
-                    self.forget().await;
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(2));
+                    if let Some(session) = &session {
+                        self.forget(session).await;
+                    }
+                    tokio::time::sleep(backoff.next_wait()).await;
                 }
             }
         }
@@ -119,7 +131,7 @@ impl BusClient {
             match tokio::time::timeout_at(deadline, pending.wait()).await {
                 Ok(Some(reply)) => return Ok(reply),
                 // The reply queue went with its connection: ask again on a new one.
-                Ok(None) => self.forget().await,
+                Ok(None) => self.forget(&session).await,
                 Err(_) => return Err(Error::NoReply(timeout)),
             }
         }

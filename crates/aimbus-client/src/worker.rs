@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use aimbus_amqp::envelope::{self, OUTCOME_HEADER, Routing};
 use aimbus_amqp::{Acks, DedupWindow, Names, Publisher, topology, trace_context};
-use aimbus_core::{AmqpConfig, Codec, IntegrationMessage, Keyring, SystemInfo};
+use aimbus_core::{AmqpConfig, Backoff, Codec, IntegrationMessage, Keyring, SystemInfo};
 use lapin::message::Delivery;
 use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
@@ -127,9 +127,6 @@ enum Settle {
 /// Pause before a failed forwarded message goes back to the queue.
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
 
-/// Longest wait between two connection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
-
 impl SystemWorker {
     /// Connects once, so a wrong URL or a missing broker shows at once.
     pub async fn connect(
@@ -170,7 +167,7 @@ impl SystemWorker {
             keyring: self.options.keyring.clone(),
             stats: Arc::clone(&self.stats),
         });
-        let mut wait = Duration::from_millis(200);
+        let mut backoff = Backoff::reconnect();
         loop {
             let connection = match self.connection.take() {
                 Some(connection) => Ok(connection),
@@ -186,13 +183,13 @@ impl SystemWorker {
             };
             match outcome {
                 Ok(()) => {
-                    wait = Duration::from_millis(200);
+                    backoff.reset();
                     tracing::warn!(system_id = %self.system.system_id, "lost the broker; reconnecting");
                 }
                 Err(error) => {
+                    let wait = backoff.next_wait();
                     tracing::warn!(system_id = %self.system.system_id, %error, retry_in_ms = wait.as_millis() as u64, "broker unavailable");
                     tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(MAX_BACKOFF);
                 }
             }
         }

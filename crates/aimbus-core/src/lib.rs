@@ -1,6 +1,7 @@
 //! Wire model, codecs, validation, configuration and pure registry state of aimbus.
 #![forbid(unsafe_code)]
 
+pub mod backoff;
 mod codec;
 mod config;
 mod crypto;
@@ -11,6 +12,7 @@ pub mod secret_file;
 mod signing;
 pub mod validate;
 
+pub use backoff::Backoff;
 pub use codec::{Codec, Compression, DecodeLimits, Format, GZIP, MAX_SUPPORTED_DEPTH};
 pub use config::{
     AmqpConfig, AuthenticationMethod, CachingConfig, CircuitBreakerConfig, Config, CoreConfig,

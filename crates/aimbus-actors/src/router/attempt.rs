@@ -140,12 +140,13 @@ impl Attempt {
         self.instance
             .stats
             .record(result.is_ok(), started, finished);
-        // A system that refuses a bad message is working: that is no mark against it.
+        // A system that refuses a bad message is working, and one whose answer was lost
+        // with the bus's own connection did nothing wrong: no mark against either.
         let healthy = matches!(
             &result,
             Ok(_)
                 | Err(Error::Delivery {
-                    failure: DeliveryFailure::Rejected(_),
+                    failure: DeliveryFailure::Rejected(_) | DeliveryFailure::Interrupted(_),
                     ..
                 })
         );

@@ -539,10 +539,12 @@ impl Delivery {
             let Some(router) = self.shared.router.upgrade() else {
                 return Err(error);
             };
-            let granted = Box::pin(router.send(GrantRetry));
-            if !granted.await.unwrap_or(false) {
-                ::metrics::counter!(metrics::RETRIES_REFUSED).increment(1);
-                return Err(error);
+            if !error.is_interruption() {
+                let granted = Box::pin(router.send(GrantRetry));
+                if !granted.await.unwrap_or(false) {
+                    ::metrics::counter!(metrics::RETRIES_REFUSED).increment(1);
+                    return Err(error);
+                }
             }
             ::metrics::counter!(metrics::RETRIES).increment(1);
             tracing::debug!(parent: &self.span, message_id = %message.message_id, attempt, %error, wait_ms = wait.as_millis() as u64, "retrying");

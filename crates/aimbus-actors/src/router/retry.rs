@@ -5,6 +5,8 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use aimbus_core::CoreConfig;
+use aimbus_core::backoff;
+pub use aimbus_core::backoff::JITTER;
 use rand::Rng;
 use tokio::time::Instant;
 
@@ -16,10 +18,6 @@ pub struct RetryPolicy {
     pub retry_delay: Duration,
     pub backoff_multiplier: f64,
 }
-
-/// Each wait is scaled by a random factor in `1 ± JITTER`, so clients that failed
-/// together do not retry together.
-pub const JITTER: f64 = 0.2;
 
 impl RetryPolicy {
     /// The policy table from DESIGN.md; other types take `[core]`'s retry settings.
@@ -61,9 +59,10 @@ impl RetryPolicy {
             .unwrap_or(Duration::MAX)
     }
 
+    /// [`RetryPolicy::delay`] scaled by `1 ± JITTER`, so clients that failed together do
+    /// not retry together; saturates, never panics, for any delay.
     pub fn jittered_delay(&self, attempt: u32, rng: &mut impl Rng) -> Duration {
-        self.delay(attempt)
-            .mul_f64(rng.random_range(1.0 - JITTER..=1.0 + JITTER))
+        backoff::jitter(self.delay(attempt), rng)
     }
 }
 
@@ -189,6 +188,34 @@ mod tests {
             Duration::MAX,
             "saturates instead of overflowing"
         );
+    }
+
+    proptest::proptest! {
+        /// Every retry setting validation lets through, at every attempt: no panic, and
+        /// the jittered wait is the delay within the jitter, or saturated.
+        #[test]
+        fn any_valid_retry_setting_gives_a_wait_without_panicking(
+            attempts in 1u32..=100,
+            delay in 0.0f64..=3_600.0,
+            multiplier in 1.0f64..=10.0,
+            attempt in proptest::prelude::any::<u32>(),
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let core = CoreConfig {
+                retry_attempts: attempts,
+                retry_delay_seconds: delay,
+                retry_backoff_multiplier: multiplier,
+                ..CoreConfig::default()
+            };
+            let p = RetryPolicy::for_message_type("custom", &core);
+            let wait = p.jittered_delay(attempt, &mut StdRng::seed_from_u64(seed));
+            let base = p.delay(attempt);
+            proptest::prop_assert!(
+                wait == Duration::MAX
+                    || wait.as_secs_f64() <= base.as_secs_f64() * (1.0 + JITTER) + 1e-6
+            );
+            proptest::prop_assert!(wait.as_secs_f64() >= base.as_secs_f64() * (1.0 - JITTER) - 1e-6);
+        }
     }
 
     #[test]
