@@ -583,8 +583,8 @@ async fn a_message_waiting_for_its_next_delivery_holds_no_ingress_slot() {
     bus.register_and_serve_late_001().await;
 
     // Parked after its third delivery (each of up to two attempts; the first may have
-    // found the system not yet taking traffic), now for 2 s.
-    let retry_queue = bus.names.retry_queue();
+    // found the system not yet taking traffic), now for 2 s: in the 2 s delay level.
+    let retry_queue = bus.names.delay_queue(Duration::from_secs(2));
     for _ in 0..500 {
         if failures.load(Ordering::SeqCst) >= 5 && ready_in(&channel, &retry_queue).await == 1 {
             break;
@@ -1229,4 +1229,140 @@ async fn buses_in_two_namespaces_with_the_shipped_systems_file_share_no_queue() 
             .await
             .unwrap();
     }
+}
+
+/// A forwarded message (no `reply_to`) to hhni_101, whose handler fails as `outcome`
+/// says for each call: what reached the system (the first copy off a tap), and the
+/// calls made.
+async fn forward_to_an_sdk_system<F>(
+    bus: &AmqpBus,
+    channel: &lapin::Channel,
+    outcome: F,
+) -> (Vec<u8>, Arc<AtomicU32>)
+where
+    F: Fn(u32) -> Result<(), HandlerError> + Send + Sync + 'static,
+{
+    let tap = bus.tap(channel).await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = Arc::clone(&calls);
+    let outcome = Arc::new(outcome);
+    bus.serve(move |_| {
+        let call = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        let result = outcome(call).map(|()| serde_json::Map::new());
+        async move { result }
+    })
+    .await;
+    let payload = json!({"q": "poison?"}).as_object().unwrap().clone();
+    let message = IntegrationMessage::new("cmc_001", "hhni_101", "status_update", payload);
+    bus.client()
+        .await
+        .send(&message, Format::Json)
+        .await
+        .unwrap();
+    // The tap also gets the bus's health checks: the forwarded copy is the one with our id.
+    loop {
+        let copy = next_message(channel, &tap).await.expect("forwarded");
+        if copy
+            .delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.as_str())
+            == Some(message.message_id.as_str())
+        {
+            return (copy.delivery.data, calls);
+        }
+    }
+}
+
+/// An SDK system's handler that always fails: its message is parked between deliveries
+/// and dead-lettered, body intact, after exactly `delivery_limit` of them.
+async fn an_sdk_poison_message_is_dead_lettered_at_the_delivery_limit(settings: &str) {
+    let bus = amqp_bus_with(settings).await;
+    let connection = Connection::connect(URL, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let (body, calls) = forward_to_an_sdk_system(&bus, &channel, |_| {
+        Err(HandlerError::Failed("disk full".into()))
+    })
+    .await;
+    let dead = DeadLetters::open(&connection, bus.names.clone())
+        .await
+        .unwrap();
+    let listed = dead_letters(&dead, 1).await;
+    assert_eq!(listed.len(), 1, "dead-lettered within 30 s");
+    assert_eq!(
+        listed[0].reason,
+        "delivery_limit: 3 deliveries failed (last: failed: disk full)"
+    );
+    let letter = next_message(&channel, &bus.names.dead_letter_queue())
+        .await
+        .expect("the dead letter");
+    assert_eq!(letter.delivery.data, body, "the body is kept intact");
+    assert_eq!(
+        envelope::count_header(
+            &letter.delivery.properties,
+            envelope::FAILED_DELIVERIES_HEADER
+        ),
+        2,
+        "the two parked deliveries were counted in the header"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "exactly delivery_limit deliveries"
+    );
+    bus.remove().await;
+}
+
+#[actix_rt::test]
+async fn an_sdk_poison_message_is_dead_lettered_at_the_delivery_limit_on_a_classic_queue() {
+    an_sdk_poison_message_is_dead_lettered_at_the_delivery_limit("delivery_limit = 3\n").await;
+}
+
+#[actix_rt::test]
+async fn an_sdk_poison_message_is_dead_lettered_at_the_delivery_limit_on_a_quorum_queue() {
+    an_sdk_poison_message_is_dead_lettered_at_the_delivery_limit(
+        "delivery_limit = 3\nqueue_type = \"quorum\"\n",
+    )
+    .await;
+}
+
+#[actix_rt::test]
+async fn an_sdk_handler_that_fails_twice_then_succeeds_handles_the_message_once() {
+    let bus = amqp_bus_with("delivery_limit = 5\n").await;
+    let connection = Connection::connect(URL, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let successes = Arc::new(AtomicU32::new(0));
+    let succeeded = Arc::clone(&successes);
+    let (_body, calls) = forward_to_an_sdk_system(&bus, &channel, move |call| {
+        if call <= 2 {
+            return Err(HandlerError::Failed("not yet".into()));
+        }
+        succeeded.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    })
+    .await;
+    // Parked 0.5 s after the first failure and 1 s after the second.
+    for _ in 0..100 {
+        if successes.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        (
+            calls.load(Ordering::SeqCst),
+            successes.load(Ordering::SeqCst)
+        ),
+        (3, 1),
+        "two failures, then handled successfully once"
+    );
+    assert_eq!(ready_in(&channel, &bus.names.dead_letter_queue()).await, 0);
+    bus.remove().await;
 }

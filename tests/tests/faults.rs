@@ -146,12 +146,16 @@ struct FaultBus {
 
 impl FaultBus {
     async fn start(url: &str) -> FaultBus {
+        Self::start_with(url, "[rate_limiting]\nenable_rate_limiting = false\n").await
+    }
+
+    /// A bus with `settings` (TOML sections) added to the fault tests' own.
+    async fn start_with(url: &str, settings: &str) -> FaultBus {
         let toml = format!(
             "[amqp]\nurl = \"{url}\"\ndelivery_limit = 50\n\
              [core]\nrequest_timeout_seconds = 5\nmax_concurrent_requests_per_system = 500\n\
              [monitoring]\nhealth_check_interval_seconds = 2\n\
-             [rate_limiting]\nenable_rate_limiting = false\n\
-             [circuit_breaker]\nenable_circuit_breaker = false\n"
+             [circuit_breaker]\nenable_circuit_breaker = false\n{settings}"
         );
         let config =
             Arc::new(Config::from_toml_str("faults", &toml, Vec::new(), ".".into()).unwrap());
@@ -508,6 +512,27 @@ async fn a_forwarded_message_seen_again_after_a_reconnect_reaches_its_system_onc
     let url = broker.url();
     let bus = FaultBus::start(&url).await;
     let (delivered, stats) = bus.serve_recording().await;
+    // A tap bound as the system's queue is: a copy of every forward, whatever the
+    // worker's own redeliveries.
+    let connection = Connection::connect(&url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let tap_channel = connection.create_channel().await.unwrap();
+    let tap = format!("{}.tap", bus.names.ingress());
+    tap_channel
+        .queue_declare(tap.as_str().into(), Default::default(), Default::default())
+        .await
+        .unwrap();
+    tap_channel
+        .queue_bind(
+            tap.as_str().into(),
+            bus.names.deliver().into(),
+            aimbus_amqp::Names::system_routing_key(&bus.system).into(),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
     let payload = json!({"n": 1}).as_object().unwrap().clone();
     let message = IntegrationMessage::new("cmc_001", "fault_001", "status_update", payload);
     let (body, properties) =
@@ -556,10 +581,22 @@ async fn a_forwarded_message_seen_again_after_a_reconnect_reaches_its_system_onc
         lost: 0,
     };
     summary.print();
-    // The worker's own window would catch a second forward as a duplicate: none came.
+    let connection = Connection::connect(&url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let tap_channel = connection.create_channel().await.unwrap();
+    let mut forwards = 0;
+    while let Some(copy) = tap_channel
+        .basic_get(tap.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+    {
+        let id = copy.delivery.properties.message_id().clone();
+        forwards += usize::from(id.is_some_and(|id| id.as_str() == message.message_id));
+    }
     assert_eq!(
-        (stats.handled.load(Ordering::Relaxed), summary.duplicates),
-        (1, 0),
+        (forwards, stats.handled.load(Ordering::Relaxed)),
+        (1, 1),
         "forwarded once, handled once"
     );
 }
@@ -676,4 +713,64 @@ async fn requests_in_flight_when_the_connections_drop_fail_at_once_and_are_answe
     );
     assert_eq!(routed_answered, EACH);
     assert_eq!(requested_answered, EACH);
+}
+
+#[actix_rt::test]
+async fn a_stream_over_its_rate_limit_is_delayed_and_never_dead_lettered() {
+    let Some(broker) = FaultBroker::start(4) else {
+        eprintln!("skipped: the fault tests need root and rabbitmq-server");
+        return;
+    };
+    const MESSAGES: usize = 500;
+    let url = broker.url();
+    // The shipped rate limit: 1,000 a minute per source, bursts of 100.
+    let bus = FaultBus::start_with(&url, "").await;
+    let limits = bus.config.rate_limiting();
+    let (per_minute, burst) = (
+        limits.rate_limit_requests_per_minute as usize,
+        limits.rate_limit_burst_size as usize,
+    );
+    assert!(MESSAGES > 2 * burst, "the stream must outrun the burst");
+    let (delivered, stats) = bus.serve_recording().await;
+    let connection = Connection::connect(&url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let publisher = Publisher::open(&connection).await.unwrap();
+    let started = Instant::now();
+    for n in 0..MESSAGES {
+        let payload = json!({"n": n}).as_object().unwrap().clone();
+        let message = IntegrationMessage::new("cmc_001", "fault_001", "status_update", payload);
+        let (body, properties) =
+            envelope::encode(&bus.codec, Format::Json, &message, &Routing::default()).unwrap();
+        publisher
+            .publish(&bus.names.ingress(), INGRESS_ROUTING_KEY, &body, properties)
+            .await
+            .unwrap();
+    }
+    // What the limit allows: the burst at once, then one every pace.
+    let allowed = Duration::from_secs_f64((MESSAGES - burst) as f64 * 60.0 / per_minute as f64);
+    let deadline = Instant::now() + allowed * 3 + Duration::from_secs(30);
+    while delivered.lock().unwrap().len() < MESSAGES && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = started.elapsed();
+    let got = delivered.lock().unwrap().len();
+    let summary = Summary {
+        name: "rate-limited",
+        sent: MESSAGES,
+        confirmed: MESSAGES,
+        delivered: got,
+        duplicates: stats.duplicates.load(Ordering::Relaxed),
+        dead_lettered: dead_letter_count(&url, &bus.names.dead_letter_queue()).await,
+        lost: MESSAGES - got,
+    };
+    summary.print();
+    println!("fault rate-limited: took {took:?}; the limit allows it in {allowed:?}");
+    assert_eq!(summary.dead_lettered, 0, "a rate limit never dead-letters");
+    assert_eq!(summary.lost, 0);
+    // Held to the rate, not let through: the stream took about what the limit allows.
+    assert!(
+        took >= allowed.mul_f64(0.9),
+        "took {took:?}, limit {allowed:?}"
+    );
 }

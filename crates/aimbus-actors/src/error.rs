@@ -19,6 +19,9 @@ pub enum Error {
     RateLimited {
         source_system: String,
         retry_after: Duration,
+        /// The rate the source is held to, as the time one message takes: a queue that
+        /// holds many of its messages spaces their turns by it.
+        pace: Duration,
     },
     #[error("no registered system or system type is named `{0}`")]
     UnknownTarget(String),

@@ -1,4 +1,5 @@
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
 
 /// What an entry costs besides its id and its value's own size: the map's and the
 /// queue's slots and the value's fixed part.
@@ -17,6 +18,48 @@ pub struct DedupWindow<V> {
     order: VecDeque<String>,
     /// Each id's value and the bytes it was counted for.
     seen: HashMap<String, (V, usize)>,
+    /// Ids being handled now, not answered yet: two copies of one message in flight at
+    /// once (a publisher's resend beside the original) must not both be handled. As many
+    /// as the consumer's prefetch at most, each holding its delivery's slot.
+    in_flight: HashSet<String>,
+}
+
+/// What a consumer about to handle a message learns of its id.
+pub enum Begin<'w, V: Clone> {
+    /// Seen first: handle it, then [`Handling::finish`].
+    New(Handling<'w, V>),
+    /// Handled already: this was the answer.
+    Answered(V),
+    /// Another copy is being handled now: this one waits (parked) and comes back to
+    /// find its answer, or, if that copy failed, to be handled.
+    InFlight,
+}
+
+/// A message being handled; dropped without [`Handling::finish`] (its task ended or
+/// panicked), it is forgotten, so a redelivery is handled again.
+pub struct Handling<'w, V: Clone> {
+    window: &'w Mutex<DedupWindow<V>>,
+    id: String,
+}
+
+impl<V: Clone> Handling<'_, V> {
+    /// Done: remembers `answer` (with the bytes it holds) for the copies to come, or,
+    /// with `None` (it failed and may succeed later), lets the next copy be handled.
+    pub fn finish(self, answer: Option<(V, usize)>) {
+        let mut window = self.window.lock().expect("dedup lock");
+        window.in_flight.remove(&self.id);
+        if let Some((value, size)) = answer {
+            window.insert(&self.id, value, size);
+        }
+    }
+}
+
+impl<V: Clone> Drop for Handling<'_, V> {
+    fn drop(&mut self) {
+        if let Ok(mut window) = self.window.lock() {
+            window.in_flight.remove(&self.id);
+        }
+    }
 }
 
 impl<V: Clone> DedupWindow<V> {
@@ -27,7 +70,23 @@ impl<V: Clone> DedupWindow<V> {
             bytes: 0,
             order: VecDeque::new(),
             seen: HashMap::new(),
+            in_flight: HashSet::new(),
         }
+    }
+
+    /// Marks `message_id` as being handled, unless it was answered or is in flight.
+    pub fn begin<'w>(window: &'w Mutex<DedupWindow<V>>, message_id: &str) -> Begin<'w, V> {
+        let mut locked = window.lock().expect("dedup lock");
+        if let Some(answer) = locked.get(message_id) {
+            return Begin::Answered(answer);
+        }
+        if !locked.in_flight.insert(message_id.to_owned()) {
+            return Begin::InFlight;
+        }
+        Begin::New(Handling {
+            window,
+            id: message_id.to_owned(),
+        })
     }
 
     pub fn get(&self, message_id: &str) -> Option<V> {
@@ -119,6 +178,30 @@ mod tests {
         window.insert("b", 2, 5000);
         assert_eq!((window.get("a"), window.get("b")), (Some(1), None));
         assert_eq!(window.bytes(), weight(10));
+    }
+
+    #[test]
+    fn a_copy_in_flight_waits_and_then_finds_the_answer_or_its_turn() {
+        let window = Mutex::new(DedupWindow::new(100, usize::MAX));
+        let Begin::New(first) = DedupWindow::begin(&window, "a") else {
+            panic!("seen first");
+        };
+        assert!(matches!(DedupWindow::begin(&window, "a"), Begin::InFlight));
+        first.finish(Some((7, 0)));
+        assert!(matches!(
+            DedupWindow::begin(&window, "a"),
+            Begin::Answered(7)
+        ));
+        // A failure, or a task that ended, lets the next copy be handled.
+        let Begin::New(second) = DedupWindow::begin(&window, "b") else {
+            panic!("seen first");
+        };
+        second.finish(None);
+        let Begin::New(third) = DedupWindow::begin(&window, "b") else {
+            panic!("handled again after a failure");
+        };
+        drop(third);
+        assert!(matches!(DedupWindow::begin(&window, "b"), Begin::New(_)));
     }
 
     #[test]

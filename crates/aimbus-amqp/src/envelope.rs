@@ -22,6 +22,9 @@ pub const ATTEMPT_HEADER: &str = "x-aimbus-attempt";
 /// travels with the message (a classic queue counts nothing itself), so the count
 /// survives a restart of the bus.
 pub const FAILED_DELIVERIES_HEADER: &str = "x-aimbus-failed-deliveries";
+/// On a parked message: the instant (milliseconds since the Unix epoch) it may be
+/// handled again; see [`crate::parking`].
+pub const NOT_BEFORE_HEADER: &str = "x-aimbus-not-before";
 
 /// AMQP's `delivery_mode` for messages that survive a broker restart.
 const PERSISTENT: u8 = 2;

@@ -4,8 +4,9 @@
 //! reason, so the consumer never stalls on it and nothing is lost.
 
 use aimbus_actors::{Error as RouteError, RouterHandle};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use aimbus_core::{AmqpConfig, Codec, IntegrationMessage, Keyring};
 use lapin::Connection;
@@ -18,10 +19,11 @@ use tracing::Instrument;
 use crate::Error;
 use crate::acks::Acks;
 use crate::bridge::BridgeSecurity;
-use crate::dedup::DedupWindow;
+use crate::dedup::{Begin, DedupWindow};
 use crate::envelope::{self, Routing};
 use crate::metrics;
 use crate::names::Names;
+use crate::parking;
 use crate::publisher::Publisher;
 use crate::trace_context;
 
@@ -59,6 +61,7 @@ pub async fn start(
         router,
         forwarded,
         delivery_limit: config.delivery_limit,
+        turns: Turns::default(),
         acks: Acks::start(channel.clone()),
     });
     Ok(tokio::spawn(async move {
@@ -94,7 +97,37 @@ struct Work {
     /// session of the bridge.
     forwarded: Arc<Mutex<DedupWindow<()>>>,
     delivery_limit: u32,
+    turns: Turns,
     acks: Acks,
+}
+
+/// Sources whose next turn is remembered at once; past it, turns already come are
+/// forgotten first.
+const MAX_PACED_SOURCES: usize = 10_000;
+
+/// When each rate-limited source's next parked message may try again. Told only "retry
+/// after 11 ms", every one of a flood's messages would come back together and all but one
+/// be parked again; spaced by the source's pace, each comes back to about one token.
+#[derive(Default)]
+struct Turns(Mutex<HashMap<String, Instant>>);
+
+impl Turns {
+    /// How long a message from `source` waits for its turn: at least `retry_after`, and
+    /// `pace` after the turn of the source's message parked before it.
+    fn next(&self, source: &str, retry_after: Duration, pace: Duration) -> Duration {
+        let now = Instant::now();
+        let mut turns = self.0.lock().expect("turns lock");
+        if turns.len() >= MAX_PACED_SOURCES {
+            turns.retain(|_, turn| *turn > now);
+        }
+        let earliest = now + retry_after;
+        let turn = match turns.get(source) {
+            Some(last) => earliest.max(*last + pace),
+            None => earliest,
+        };
+        turns.insert(source.to_owned(), turn);
+        turn - now
+    }
 }
 
 /// What becomes of an ingress delivery.
@@ -103,9 +136,12 @@ enum Settle {
     Ack,
     /// Done with: handed to its system's queue.
     Forwarded,
-    /// Failed transiently, for the `failed`-th time: back to the queue after `pause`
-    /// (waited out in the retry queue), for another delivery.
-    Retry { pause: Duration, failed: u32 },
+    /// To be routed again at `until`, parked meanwhile: after a transient failure (then
+    /// `failed` counts it), for its rate limit's turn, or for the rest of a wait.
+    Park {
+        until: SystemTime,
+        failed: Option<u32>,
+    },
 }
 
 impl Work {
@@ -113,45 +149,31 @@ impl Work {
         if delivery.redelivered {
             ::metrics::counter!(metrics::REDELIVERIES).increment(1);
         }
-        let mut forwarded_id = None;
-        let settled = match envelope::decode(&self.codec, &delivery) {
-            Err(error) => self
-                .dead_letter(&delivery, &format!("decode: {error}"))
-                .await
-                .map(|()| Settle::Ack),
-            Ok(message)
-                if message.reply_to.is_none() && self.already_forwarded(&message.message_id) =>
-            {
-                ::metrics::counter!(metrics::INGRESS_DUPLICATES).increment(1);
-                Ok(Settle::Ack)
-            }
-            Ok(message) => {
-                forwarded_id = message
-                    .reply_to
-                    .is_none()
-                    .then(|| message.message_id.clone());
-                self.route(&delivery, message).await
-            }
+        let decoded = match parking::parked_until(&delivery.properties) {
+            // Back from a delay level shorter than its wait: park the rest, undecoded.
+            Some(until) => Err(until),
+            None => Ok(envelope::decode(&self.codec, &delivery)),
         };
-        if let (Ok(Settle::Forwarded), Some(id)) = (&settled, &forwarded_id) {
-            self.forwarded
-                .lock()
-                .expect("forwarded lock")
-                .insert(id, (), 0);
-        }
+        let settled = match decoded {
+            Err(until) => Ok(Settle::Park {
+                until,
+                failed: None,
+            }),
+            Ok(decoded) => self.settle(&delivery, decoded).await,
+        };
         let tag = delivery.delivery_tag;
         let returned = match settled {
             Ok(Settle::Ack | Settle::Forwarded) => {
                 self.acks.ack(tag);
                 return;
             }
-            Ok(Settle::Retry { pause, failed }) => {
-                // Parked in the broker for its pause rather than held here: a held message
-                // would keep its prefetch slot, and a system that stays down would, with
-                // enough of its messages, stall the ingress for every other system.
+            Ok(Settle::Park { until, failed }) => {
+                // Parked in the broker rather than held here: a held message would keep
+                // its prefetch slot, and a system that stays down (or a source far over
+                // its rate) would, with enough messages, stall the ingress for everyone.
                 let parked = self
                     .publisher
-                    .park(&self.names, &delivery, failed, pause)
+                    .park(&self.names, &delivery, &self.queue, until, failed)
                     .await;
                 match parked {
                     Ok(()) => {
@@ -172,6 +194,43 @@ impl Work {
         };
         if let Err(error) = returned {
             tracing::warn!(%error, "ingress nack failed; the broker will redeliver");
+        }
+    }
+
+    /// A decoded (or undecodable) delivery's fate. A forwarded message's id is
+    /// remembered once forwarded, before its ack, so no copy of it is forwarded again.
+    async fn settle(
+        &self,
+        delivery: &Delivery,
+        decoded: Result<IntegrationMessage, aimbus_core::Error>,
+    ) -> Result<Settle, Error> {
+        let message = match decoded {
+            Ok(message) => message,
+            Err(error) => {
+                return self
+                    .dead_letter(delivery, &format!("decode: {error}"))
+                    .await
+                    .map(|()| Settle::Ack);
+            }
+        };
+        // A request is routed again, so its sender gets its answer again.
+        if message.reply_to.is_some() {
+            return self.route(delivery, message).await;
+        }
+        match DedupWindow::begin(&self.forwarded, &message.message_id) {
+            Begin::Answered(()) => {
+                ::metrics::counter!(metrics::INGRESS_DUPLICATES).increment(1);
+                Ok(Settle::Ack)
+            }
+            Begin::InFlight => Ok(Settle::Park {
+                until: SystemTime::now() + parking::COPY_IN_FLIGHT_WAIT,
+                failed: None,
+            }),
+            Begin::New(handling) => {
+                let settled = self.route(delivery, message).await;
+                handling.finish(matches!(settled, Ok(Settle::Forwarded)).then_some(((), 0)));
+                settled
+            }
         }
     }
 
@@ -242,6 +301,21 @@ impl Work {
                     Err(error) => Err(error),
                 }
             }
+            // A confirmed message has been accepted: its rate limit delays it, never drops
+            // it. Its turn comes after those of the source's messages parked before it.
+            Err(RouteError::RateLimited {
+                source_system,
+                retry_after,
+                pace,
+            }) => {
+                let wait = self.turns.next(&source_system, retry_after, pace);
+                ::metrics::counter!(metrics::INGRESS_RATE_LIMITED).increment(1);
+                tracing::debug!(message_id = %request.message_id, wait_ms = wait.as_millis() as u64, "rate-limited ingress message parked for its turn");
+                Ok(Settle::Park {
+                    until: SystemTime::now() + wait,
+                    failed: None,
+                })
+            }
             Err(error) if is_transient(&error) => {
                 let failed = envelope::count_header(
                     &delivery.properties,
@@ -249,10 +323,13 @@ impl Work {
                 )
                 .saturating_add(1);
                 if failed < self.delivery_limit {
-                    let pause = Duration::from_millis(250 << failed.min(6)).min(MAX_REQUEUE_PAUSE);
+                    let pause = parking::pause_after(failed);
                     tracing::info!(message_id = %request.message_id, failed, %error, "ingress message will be retried");
                     ::metrics::counter!(metrics::INGRESS_RETRIES).increment(1);
-                    return Ok(Settle::Retry { pause, failed });
+                    return Ok(Settle::Park {
+                        until: SystemTime::now() + pause,
+                        failed: Some(failed),
+                    });
                 }
                 let reason = format!(
                     "delivery_limit: {failed} deliveries failed (last: {}: {error})",
@@ -271,20 +348,12 @@ impl Work {
         }
     }
 
-    fn already_forwarded(&self, message_id: &str) -> bool {
-        let forwarded = self.forwarded.lock().expect("forwarded lock");
-        forwarded.get(message_id).is_some()
-    }
-
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), Error> {
         self.publisher
             .dead_letter(&self.names, delivery, reason)
             .await
     }
 }
-
-/// Longest a transiently failed message is held before it goes back to the queue.
-const MAX_REQUEUE_PAUSE: Duration = Duration::from_secs(10);
 
 /// Failures that another delivery later may cure (the system or the broker is away for
 /// now), as opposed to what is wrong with the message itself.

@@ -13,3 +13,5 @@ pub const DEAD_LETTERS: &str = "aimbus_amqp_dead_letters_total";
 pub const REDELIVERIES: &str = "aimbus_amqp_redeliveries_total";
 /// Ingress messages put back after a transient failure, for another delivery.
 pub const INGRESS_RETRIES: &str = "aimbus_ingress_retries_total";
+/// Ingress messages parked for their source's rate-limit turn (never dead-lettered).
+pub const INGRESS_RATE_LIMITED: &str = "aimbus_ingress_rate_limited_total";

@@ -1,6 +1,8 @@
 //! The names of the AMQP contract, under a namespace (`aimbus` by default), so two buses
 //! can share a broker.
 
+use std::time::Duration;
+
 use aimbus_core::{SystemInfo, interface};
 
 /// Routing key of the ingress binding.
@@ -23,11 +25,21 @@ impl Names {
         format!("{}.ingress", self.namespace)
     }
 
-    /// Where an ingress message that failed for now waits out its pause before its next
-    /// delivery, off the ingress's prefetch: its expiration ends the wait, and the queue
-    /// dead-letters it back to the ingress.
-    pub fn retry_queue(&self) -> String {
-        format!("{}.retry", self.namespace)
+    /// The topic exchange messages are parked through: key `<level ms>.<queue>` (see
+    /// [`crate::parking`]).
+    pub fn delay(&self) -> String {
+        format!("{}.delay", self.namespace)
+    }
+
+    /// The delay queue whose messages all wait `level`.
+    pub fn delay_queue(&self, level: Duration) -> String {
+        format!("{}.delay.{}", self.namespace, level.as_millis())
+    }
+
+    /// The topic exchange parked messages come back through, each to the queue its key
+    /// names: every queue that parks is bound to it with `*.<queue>`.
+    pub fn returns(&self) -> String {
+        format!("{}.returns", self.namespace)
     }
 
     /// The topic exchange the bus delivers to systems through.

@@ -1,11 +1,9 @@
-use std::time::Duration;
-
 use lapin::message::Delivery;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::AMQPValue;
 use lapin::{BasicProperties, Channel, Connection};
 
-use crate::envelope::{ERROR_HEADER, FAILED_DELIVERIES_HEADER};
+use crate::envelope::ERROR_HEADER;
 use crate::trace_context;
 use crate::{Error, Names, metrics};
 
@@ -119,27 +117,14 @@ impl Publisher {
         self.publish(exchange, routing_key, &delivery.data, properties)
             .await
     }
-
-    /// Parks an ingress delivery that failed for the `failed`-th time in the retry queue
-    /// for `pause`, counted in its header; the broker returns it to the ingress then. A
-    /// pause lasts at least its length (one parked before it with a longer pause can
-    /// hold it until that one's end: expiry is checked at the queue's head).
-    pub async fn park(
-        &self,
-        names: &Names,
-        delivery: &Delivery,
-        failed: u32,
-        pause: Duration,
-    ) -> Result<(), Error> {
-        let counted = AMQPValue::LongUInt(failed);
-        let properties = with_header(&delivery.properties, FAILED_DELIVERIES_HEADER, counted)
-            .with_expiration(pause.as_millis().to_string().into());
-        self.publish("", &names.retry_queue(), &delivery.data, properties)
-            .await
-    }
 }
 
-fn with_header(properties: &BasicProperties, header: &str, value: AMQPValue) -> BasicProperties {
+/// `properties` with one header set.
+pub(crate) fn with_header(
+    properties: &BasicProperties,
+    header: &str,
+    value: AMQPValue,
+) -> BasicProperties {
     let mut headers = properties.headers().clone().unwrap_or_default();
     headers.insert(header.into(), value);
     properties.clone().with_headers(headers)

@@ -9,8 +9,8 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
 
-use crate::Error;
 use crate::names::{INGRESS_ROUTING_KEY, Names};
+use crate::{Error, parking};
 
 /// Highest priority a classic system queue honours (messages carry 0–9).
 const MAX_PRIORITY: u8 = 10;
@@ -30,17 +30,25 @@ fn durable_queue() -> QueueDeclareOptions {
 }
 
 /// The bus's exchanges and their kinds.
-fn bus_exchanges(names: &Names) -> [(String, ExchangeKind); 4] {
+fn bus_exchanges(names: &Names) -> [(String, ExchangeKind); 6] {
     [
         (names.ingress(), ExchangeKind::Direct),
         (names.deliver(), ExchangeKind::Topic),
         (names.dead(), ExchangeKind::Fanout),
         (names.events(), ExchangeKind::Topic),
+        (names.delay(), ExchangeKind::Topic),
+        (names.returns(), ExchangeKind::Topic),
     ]
 }
 
+/// The key a queue that parks messages is bound with on the returns exchange: any
+/// level, this queue.
+fn returns_key(queue: &str) -> String {
+    format!("*.{queue}")
+}
+
 /// The bus's own exchanges and queues: ingress, deliver, dead letters, events, and the
-/// queue where failed ingress messages wait for their next delivery.
+/// delay queues where parked messages wait (see [`crate::parking`]).
 pub async fn declare_bus(channel: &Channel, names: &Names) -> Result<(), Error> {
     let exchanges = bus_exchanges(names);
     for (name, kind) in exchanges {
@@ -48,8 +56,10 @@ pub async fn declare_bus(channel: &Channel, names: &Names) -> Result<(), Error> 
             .exchange_declare(name.into(), kind, durable_exchange(), FieldTable::default())
             .await?;
     }
+    let ingress_returns = returns_key(&names.ingress());
     let queues = [
         (names.ingress(), names.ingress(), INGRESS_ROUTING_KEY),
+        (names.ingress(), names.returns(), ingress_returns.as_str()),
         (names.dead_letter_queue(), names.dead(), ""),
     ];
     for (queue, exchange, key) in queues {
@@ -60,31 +70,33 @@ pub async fn declare_bus(channel: &Channel, names: &Names) -> Result<(), Error> 
                 FieldTable::default(),
             )
             .await?;
-        channel
-            .queue_bind(
-                queue.into(),
-                exchange.into(),
-                key.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        bind(channel, &queue, &exchange, key).await?;
     }
-    // Published to through the default exchange; what expires goes back to the ingress.
-    let mut returns_to_ingress = FieldTable::default();
-    returns_to_ingress.insert(
+    // What expires in a delay queue goes back, by its key, to the queue it was parked from.
+    let mut returns = FieldTable::default();
+    returns.insert(
         "x-dead-letter-exchange".into(),
-        AMQPValue::LongString(names.ingress().into()),
+        AMQPValue::LongString(names.returns().into()),
     );
-    returns_to_ingress.insert(
-        "x-dead-letter-routing-key".into(),
-        AMQPValue::LongString(INGRESS_ROUTING_KEY.into()),
-    );
+    for level in parking::levels() {
+        let queue = names.delay_queue(level);
+        channel
+            .queue_declare(queue.as_str().into(), durable_queue(), returns.clone())
+            .await?;
+        let key = format!("{}.#", level.as_millis());
+        bind(channel, &queue, &names.delay(), &key).await?;
+    }
+    Ok(())
+}
+
+async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str) -> Result<(), Error> {
     channel
-        .queue_declare(
-            names.retry_queue().as_str().into(),
-            durable_queue(),
-            returns_to_ingress,
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
         )
         .await?;
     Ok(())
@@ -105,15 +117,15 @@ pub async fn declare_system_queue(
             system_queue_arguments(config),
         )
         .await?;
-    channel
-        .queue_bind(
-            queue.as_str().into(),
-            names.deliver().into(),
-            Names::system_routing_key(system).into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    bind(
+        channel,
+        &queue,
+        &names.deliver(),
+        &Names::system_routing_key(system),
+    )
+    .await?;
+    // Where the system's own parked messages come back (see aimbus-client's worker).
+    bind(channel, &queue, &names.returns(), &returns_key(&queue)).await?;
     Ok(queue)
 }
 
@@ -150,12 +162,9 @@ pub async fn delete_namespace(
     names: &Names,
     other_queues: impl IntoIterator<Item = String>,
 ) -> Result<(), Error> {
-    let queues = [
-        names.ingress(),
-        names.dead_letter_queue(),
-        names.retry_queue(),
-    ];
-    for queue in queues.into_iter().chain(other_queues) {
+    let queues = [names.ingress(), names.dead_letter_queue()];
+    let delay_queues = parking::levels().map(|level| names.delay_queue(level));
+    for queue in queues.into_iter().chain(delay_queues).chain(other_queues) {
         channel
             .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
             .await?;

@@ -1,10 +1,10 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::SystemTime;
 
-use aimbus_amqp::envelope::{self, OUTCOME_HEADER, Routing};
-use aimbus_amqp::{Acks, DedupWindow, Names, Publisher, topology, trace_context};
+use aimbus_amqp::envelope::{self, FAILED_DELIVERIES_HEADER, OUTCOME_HEADER, Routing};
+use aimbus_amqp::{Acks, Begin, DedupWindow, Names, Publisher, parking, topology, trace_context};
 use aimbus_core::{AmqpConfig, Backoff, Codec, IntegrationMessage, Keyring, SystemInfo};
 use lapin::message::Delivery;
 use lapin::options::{BasicConsumeOptions, BasicQosOptions};
@@ -120,12 +120,14 @@ fn json_bytes(payload: &Map<String, Value>) -> usize {
 /// What becomes of a delivery once handled.
 enum Settle {
     Ack,
-    /// A forwarded message whose handler failed: back to the queue for another try.
-    Retry,
+    /// Back to the system's queue at `until`, parked meanwhile: a forwarded message whose
+    /// handler failed (then `failed` counts it), a copy of one being handled, or the rest
+    /// of a wait.
+    Park {
+        until: SystemTime,
+        failed: Option<u32>,
+    },
 }
-
-/// Pause before a failed forwarded message goes back to the queue.
-const RETRY_PAUSE: Duration = Duration::from_millis(250);
 
 impl SystemWorker {
     /// Connects once, so a wrong URL or a missing broker shows at once.
@@ -160,6 +162,8 @@ impl SystemWorker {
             names: Names::new(&self.options.amqp.namespace),
             codec: self.codec,
             system_id: self.system.system_id.clone(),
+            queue: Names::new(&self.options.amqp.namespace).queue_of(&self.system),
+            delivery_limit: self.options.amqp.delivery_limit,
             answered: Mutex::new(DedupWindow::new(
                 self.options.amqp.dedup_window,
                 self.options.amqp.dedup_window_bytes(),
@@ -242,10 +246,22 @@ impl SystemWorker {
                             acks.ack(tag);
                             return;
                         }
-                        Ok(Settle::Retry) => {
-                            // Held a moment, so a failing handler is not spun at full speed.
-                            tokio::time::sleep(RETRY_PAUSE).await;
-                            acks.nack(tag, true).await
+                        // Parked in the broker, not held here: a held message would keep
+                        // its prefetch slot through the pause.
+                        Ok(Settle::Park { until, failed }) => {
+                            let parked = publisher
+                                .park(&shared.names, &delivery, &shared.queue, until, failed)
+                                .await;
+                            match parked {
+                                Ok(()) => {
+                                    acks.ack(tag);
+                                    return;
+                                }
+                                Err(error) => {
+                                    tracing::warn!(%error, "message returned to the queue uncounted");
+                                    acks.nack(tag, true).await
+                                }
+                            }
                         }
                         // The requester's reply queue is gone (it reconnected or quit):
                         // the work is done and nobody waits for its answer.
@@ -282,6 +298,10 @@ struct Shared<F> {
     names: Names,
     codec: Codec,
     system_id: String,
+    /// The system's queue, where its parked messages come back.
+    queue: String,
+    /// Deliveries of a forwarded message that may fail before it is dead-lettered.
+    delivery_limit: u32,
     answered: Mutex<DedupWindow<Answer>>,
     keyring: Option<Arc<Keyring>>,
     stats: Arc<WorkerStats>,
@@ -293,6 +313,13 @@ where
     Fut: Future<Output = Result<Map<String, Value>, HandlerError>>,
 {
     async fn handle(&self, publisher: &Publisher, delivery: &Delivery) -> Result<Settle, Error> {
+        // Back from a delay level shorter than its wait: park the rest, undecoded.
+        if let Some(until) = parking::parked_until(&delivery.properties) {
+            return Ok(Settle::Park {
+                until,
+                failed: None,
+            });
+        }
         let message = match envelope::decode(&self.codec, delivery) {
             Ok(message) => message,
             Err(error) => {
@@ -303,39 +330,35 @@ where
                 return Ok(Settle::Ack);
             }
         };
-        let remembered = self
-            .answered
-            .lock()
-            .expect("dedup lock")
-            .get(&message.message_id);
-        let answer = match remembered {
-            Some(answer) => {
+        let forwarded = delivery.properties.reply_to().is_none();
+        let answer = match DedupWindow::begin(&self.answered, &message.message_id) {
+            Begin::Answered(answer) => {
                 self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
                 answer
             }
-            None => {
-                let message_id = message.message_id.clone();
+            Begin::InFlight => {
+                return Ok(Settle::Park {
+                    until: SystemTime::now() + parking::COPY_IN_FLIGHT_WAIT,
+                    failed: None,
+                });
+            }
+            Begin::New(handling) => {
                 let answer = self.answer(message).await;
                 // A failure may succeed next time, so only settled answers are kept.
-                if answer.outcome != "failed" {
-                    let forwarded = delivery.properties.reply_to().is_none();
-                    let (kept, size) = answer.to_remember(forwarded);
-                    self.answered
-                        .lock()
-                        .expect("dedup lock")
-                        .insert(&message_id, kept, size);
-                }
+                handling
+                    .finish((answer.outcome != "failed").then(|| answer.to_remember(forwarded)));
                 answer
             }
         };
         let Some(reply_to) = delivery.properties.reply_to() else {
             // Forwarded: nobody waits for an answer, so the queue itself keeps the promise.
+            let reason = answer.reply.payload.get("error").and_then(Value::as_str);
+            let reason = reason.unwrap_or("no reason given");
             return match answer.outcome {
                 "ok" => Ok(Settle::Ack),
-                "failed" => Ok(Settle::Retry),
+                "failed" => self.after_failure(publisher, delivery, reason).await,
                 _ => {
-                    let reason = answer.reply.payload.get("error").and_then(Value::as_str);
-                    let reason = format!("rejected: {}", reason.unwrap_or("no reason given"));
+                    let reason = format!("rejected: {reason}");
                     publisher
                         .dead_letter(&self.names, delivery, &reason)
                         .await?;
@@ -357,6 +380,31 @@ where
         let (body, properties) = envelope::encode(&self.codec, format, &answer.reply, &routing)?;
         publisher
             .publish("", reply_to.as_str(), &body, properties)
+            .await?;
+        Ok(Settle::Ack)
+    }
+
+    /// A forwarded message whose handler failed: parked for a pause that grows with each
+    /// failed delivery (counted in a header that travels with it), and dead-lettered
+    /// with the reason once `delivery_limit` deliveries failed, as at the bus's ingress.
+    async fn after_failure(
+        &self,
+        publisher: &Publisher,
+        delivery: &Delivery,
+        reason: &str,
+    ) -> Result<Settle, Error> {
+        let failed = envelope::count_header(&delivery.properties, FAILED_DELIVERIES_HEADER)
+            .saturating_add(1);
+        if failed < self.delivery_limit {
+            tracing::info!(system_id = %self.system_id, failed, "message will be retried");
+            return Ok(Settle::Park {
+                until: SystemTime::now() + parking::pause_after(failed),
+                failed: Some(failed),
+            });
+        }
+        let reason = format!("delivery_limit: {failed} deliveries failed (last: failed: {reason})");
+        publisher
+            .dead_letter(&self.names, delivery, &reason)
             .await?;
         Ok(Settle::Ack)
     }

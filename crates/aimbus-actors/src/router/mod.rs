@@ -432,6 +432,7 @@ impl Router {
                 .map_err(|retry_after| Error::RateLimited {
                     source_system: message.source_system.clone(),
                     retry_after,
+                    pace: self.limiter.pace(),
                 })?;
         }
         // Only requests have replies to cache.

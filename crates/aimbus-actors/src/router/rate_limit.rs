@@ -34,6 +34,11 @@ impl RateLimiter {
         }
     }
 
+    /// The time one token takes to refill.
+    pub fn pace(&self) -> Duration {
+        Duration::try_from_secs_f64(1.0 / self.per_second).unwrap_or(Duration::MAX)
+    }
+
     /// Takes a token for `source`, or says how long until one is there.
     pub fn acquire(&mut self, source: &str, now: Instant) -> Result<(), Duration> {
         if !self.buckets.contains_key(source) && self.buckets.len() >= MAX_SOURCES {

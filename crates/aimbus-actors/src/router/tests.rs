@@ -276,8 +276,10 @@ async fn sources_are_rate_limited_with_a_retry_after() {
         Error::RateLimited {
             source_system,
             retry_after,
+            pace,
         } => {
             assert_eq!(source_system, "cmc_001");
+            assert!(pace > Duration::ZERO);
             assert!(retry_after <= Duration::from_secs(1) && retry_after > Duration::ZERO);
         }
         other => panic!("expected rate limiting, got {other:?}"),
