@@ -187,9 +187,8 @@ impl Bridge {
                     .with_content_type("application/json".into())
                     .with_type(event.kind().into())
                     .with_delivery_mode(2);
-                // No queue bound to the key is fine: nobody listens for that event.
                 match publisher
-                    .publish(
+                    .publish_news(
                         &bridge.names.events(),
                         &event.routing_key(),
                         &body,
@@ -197,7 +196,7 @@ impl Bridge {
                     )
                     .await
                 {
-                    Ok(()) | Err(Error::Unroutable { .. }) => {}
+                    Ok(()) => {}
                     Err(error) => {
                         tracing::debug!(%error, "registry event dropped");
                         ::metrics::counter!(metrics::EVENTS_DROPPED).increment(1);

@@ -296,8 +296,14 @@ impl Work {
                     .publish("", &reply_to, &body, properties)
                     .await
                 {
-                    // The requester's reply queue is gone: nobody waits for the answer.
-                    Ok(()) | Err(Error::Unroutable { .. }) => Ok(Settle::Ack),
+                    Ok(()) => Ok(Settle::Ack),
+                    // The requester's reply queue is gone (it reconnected or quit): nobody
+                    // waits for the answer. Normal, so counted, and logged below a warning.
+                    Err(Error::Unroutable { .. }) => {
+                        ::metrics::counter!(metrics::REPLIES_DROPPED).increment(1);
+                        tracing::debug!(message_id = %request.message_id, "reply dropped: its reply queue no longer exists");
+                        Ok(Settle::Ack)
+                    }
                     Err(error) => Err(error),
                 }
             }

@@ -15,3 +15,5 @@ pub const REDELIVERIES: &str = "aimbus_amqp_redeliveries_total";
 pub const INGRESS_RETRIES: &str = "aimbus_ingress_retries_total";
 /// Ingress messages parked for their source's rate-limit turn (never dead-lettered).
 pub const INGRESS_RATE_LIMITED: &str = "aimbus_ingress_rate_limited_total";
+/// Replies not delivered because the requester's reply queue was gone.
+pub const REPLIES_DROPPED: &str = "aimbus_amqp_replies_dropped_total";

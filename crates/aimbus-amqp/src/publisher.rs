@@ -35,11 +35,37 @@ impl Publisher {
         body: &[u8],
         properties: BasicProperties,
     ) -> Result<(), Error> {
+        self.traced(exchange, routing_key, body, properties, true)
+            .await
+    }
+
+    /// Publishes news (a registry event): confirmed, but without `mandatory`, since a
+    /// key nobody is bound to means nobody listens for it, which is no error, and a
+    /// returned message would cost the broker a return and lapin a warning.
+    pub async fn publish_news(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), Error> {
+        self.traced(exchange, routing_key, body, properties, false)
+            .await
+    }
+
+    async fn traced(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+        mandatory: bool,
+    ) -> Result<(), Error> {
         let span = trace_context::publish_span(exchange, routing_key, &properties);
         let properties = span.in_scope(|| trace_context::with_current_context(properties));
         // Not entered while awaiting the confirm: nothing is traced inside.
         let published = self
-            .confirmed(exchange, routing_key, body, properties)
+            .confirmed(exchange, routing_key, body, properties, mandatory)
             .await;
         if published.is_err() {
             trace_context::mark_failed(&span);
@@ -53,9 +79,10 @@ impl Publisher {
         routing_key: &str,
         body: &[u8],
         properties: BasicProperties,
+        mandatory: bool,
     ) -> Result<(), Error> {
         let options = BasicPublishOptions {
-            mandatory: true,
+            mandatory,
             ..BasicPublishOptions::default()
         };
         let confirmation = self

@@ -68,6 +68,9 @@ pub struct WorkerStats {
     pub handled: AtomicU64,
     /// Redeliveries answered from memory instead.
     pub duplicates: AtomicU64,
+    /// Replies not delivered because the requester's reply queue was gone (normal: it
+    /// reconnected or quit).
+    pub replies_dropped: AtomicU64,
 }
 
 /// What was answered to a message, kept to answer its redeliveries.
@@ -266,7 +269,8 @@ impl SystemWorker {
                         // The requester's reply queue is gone (it reconnected or quit):
                         // the work is done and nobody waits for its answer.
                         Err(Error::Amqp(aimbus_amqp::Error::Unroutable { .. })) => {
-                            tracing::info!("reply dropped: its reply queue no longer exists");
+                            shared.stats.replies_dropped.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!("reply dropped: its reply queue no longer exists");
                             acks.ack(tag);
                             return;
                         }

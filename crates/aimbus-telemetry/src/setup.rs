@@ -102,6 +102,19 @@ pub fn init(config: &Config, process: Process) -> Result<Telemetry, Error> {
     Ok(telemetry)
 }
 
+/// lapin warns of every message the broker returns with the whole message, body bytes
+/// included; the bus counts and logs returns itself (without the body), so lapin's own
+/// line is never let through, whatever `RUST_LOG` says.
+const LAPIN_RETURNS: &str = "lapin::returned_messages=error";
+
+/// What is logged: `RUST_LOG` when set, the configured level otherwise; never lapin's
+/// dump of a returned message.
+fn log_filter(config: &Config) -> EnvFilter {
+    let level = config.monitoring().log_level.as_str().to_ascii_lowercase();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    filter.add_directive(LAPIN_RETURNS.parse().expect("a valid directive"))
+}
+
 /// The subscriber [`init`] installs, for a caller that installs it itself (for one
 /// thread, with `tracing::subscriber::set_default`, as the benches do).
 pub fn subscriber(
@@ -109,8 +122,7 @@ pub fn subscriber(
     process: Process,
 ) -> Result<(impl tracing::Subscriber + Send + Sync + use<>, Telemetry), Error> {
     let settings = config.telemetry();
-    let level = config.monitoring().log_level.as_str().to_ascii_lowercase();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let filter = log_filter(config);
     let json = match settings.log_format {
         LogFormat::Json => true,
         LogFormat::Text => false,
@@ -320,6 +332,23 @@ mod tests {
         fn make_writer(&'w self) -> Lines {
             self.clone()
         }
+    }
+
+    #[test]
+    fn lapin_s_dump_of_a_returned_message_is_never_logged() {
+        let lines = Lines::default();
+        let slot = DispatchSlot::default();
+        let filter = log_filter(&Config::default());
+        let subscriber = tracing_subscriber::registry()
+            .with(log_layer(false, &slot, lines.clone()).with_filter(filter))
+            .with(slot.filler());
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(target: "lapin::returned_messages", message = ?b"secret body", "Server returned us a message");
+            tracing::warn!(target: "aimbus_amqp::publisher", "kept");
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("kept"), "{text}");
+        assert!(!text.contains("returned us"), "{text}");
     }
 
     /// Logs `outside` with no span, then `inside` within a traced span; returns the
