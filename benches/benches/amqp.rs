@@ -181,7 +181,7 @@ fn start_bus(
             bridge.declare_systems([&system]).await.unwrap();
             let transports = TransportSet::new(Arc::new(InProcessTransport::new()))
                 .with_interface("amqp", bridge.transport());
-            let registry = RegistryHandle::start(config.supervision(), transports);
+            let registry = RegistryHandle::start(&config, transports);
             registry.register(system).await.unwrap();
             let router = RouterHandle::start(Arc::clone(&config), registry)
                 .await

@@ -76,10 +76,7 @@ fn start_servers() -> (String, String, String) {
         system.block_on(async move {
             let config = Config::from_toml_str("bench", CONFIG, Vec::new(), ".".into()).unwrap();
             let systems = Arc::new(InProcessTransport::new());
-            let registry = RegistryHandle::start(
-                config.supervision(),
-                TransportSet::new(Arc::clone(&systems)),
-            );
+            let registry = RegistryHandle::start(&config, TransportSet::new(Arc::clone(&systems)));
             for (id, kind) in [("cmc_001", "cmc"), ("hhni_001", "hhni")] {
                 let info: SystemInfo = serde_json::from_value(json!({
                     "system_id": id, "system_type": kind, "name": id, "version": "1",

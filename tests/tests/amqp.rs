@@ -81,7 +81,7 @@ async fn amqp_bus_secured(
     bridge.declare_systems([&system]).await.unwrap();
     let transports = TransportSet::new(Arc::new(InProcessTransport::new()))
         .with_interface("amqp", bridge.transport());
-    let registry = RegistryHandle::start(config.supervision(), transports);
+    let registry = RegistryHandle::start(&config, transports);
     registry.register(system.clone()).await.unwrap();
     let router = RouterHandle::start(Arc::clone(&config), registry.clone())
         .await

@@ -1,6 +1,6 @@
 use actix::prelude::*;
 use aimbus_core::{
-    HealthCheckResult, IntegrationStatus, Registration, Registry, SupervisionConfig, SystemInfo,
+    Config, HealthCheckResult, IntegrationStatus, Registration, Registry, SystemInfo,
 };
 
 use crate::Error;
@@ -21,9 +21,10 @@ pub struct RegistryHandle {
 
 impl RegistryHandle {
     /// Starts the registry actor on the current actix arbiter; its system actors deliver
-    /// through `transports`.
-    pub fn start(config: &SupervisionConfig, transports: TransportSet) -> RegistryHandle {
-        let actor = RegistryActor::new(config, transports);
+    /// through `transports`. It takes the whole `Config`, which only exists validated, so
+    /// no unchecked setting (an event buffer of 0, say) ever reaches the actor.
+    pub fn start(config: &Config, transports: TransportSet) -> RegistryHandle {
+        let actor = RegistryActor::new(config.supervision(), transports);
         let directory = actor.directory();
         RegistryHandle {
             addr: actor.start(),

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use aimbus_core::{
     Config, HealthCheckResult, IntegrationStatus, PerformanceMetrics, Registration, RegistryEvent,
-    SupervisionConfig, SystemInfo, SystemType, SystemsFile,
+    SystemInfo, SystemType, SystemsFile,
 };
 use serde_json::json;
 use tokio::sync::broadcast::error::TryRecvError;
@@ -14,13 +14,17 @@ use crate::*;
 
 const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/aimbus.toml");
 
-fn supervision(initial_ms: u64, max_ms: u64, limit: u32) -> SupervisionConfig {
-    SupervisionConfig {
-        restart_initial_backoff_ms: initial_ms,
-        restart_max_backoff_ms: max_ms,
-        restart_limit: limit,
-        ..SupervisionConfig::default()
-    }
+/// A validated configuration with `settings` in its `[supervision]` section.
+fn supervision_with(settings: &str) -> Config {
+    let toml = format!("[supervision]\n{settings}");
+    Config::from_toml_str("test.toml", &toml, Vec::new(), ".".into()).unwrap()
+}
+
+fn supervision(initial_ms: u64, max_ms: u64, limit: u32) -> Config {
+    supervision_with(&format!(
+        "restart_initial_backoff_ms = {initial_ms}\nrestart_max_backoff_ms = {max_ms}\n\
+         restart_limit = {limit}\n"
+    ))
 }
 
 fn system(id: &str, deps: &[&str]) -> SystemInfo {
@@ -60,7 +64,7 @@ async fn status(registry: &RegistryHandle, id: &str) -> IntegrationStatus {
 
 #[actix_rt::test]
 async fn each_registered_system_gets_its_own_actor() {
-    let registry = RegistryHandle::start(&SupervisionConfig::default(), TransportSet::default());
+    let registry = RegistryHandle::start(&Config::default(), TransportSet::default());
     registry.register(system("a_001", &[])).await.unwrap();
     registry
         .register(system("b_001", &["a_001"]))
@@ -93,7 +97,7 @@ async fn each_registered_system_gets_its_own_actor() {
 
 #[actix_rt::test]
 async fn registry_errors_come_back_typed() {
-    let registry = RegistryHandle::start(&SupervisionConfig::default(), TransportSet::default());
+    let registry = RegistryHandle::start(&Config::default(), TransportSet::default());
     registry.register(system("a_001", &[])).await.unwrap();
     let duplicate = registry.register(system("a_001", &[])).await.unwrap_err();
     assert!(matches!(
@@ -175,10 +179,10 @@ async fn a_failing_actor_is_restarted_with_exponential_backoff_then_marked_faile
 #[actix_rt::test]
 async fn an_actor_that_runs_a_whole_window_starts_a_fresh_count() {
     tokio::time::pause();
-    let config = SupervisionConfig {
-        restart_window_seconds: 10,
-        ..supervision(100, 1_000, 1)
-    };
+    let config = supervision_with(
+        "restart_initial_backoff_ms = 100\nrestart_max_backoff_ms = 1000\nrestart_limit = 1\n\
+         restart_window_seconds = 10\n",
+    );
     let registry = RegistryHandle::start(&config, TransportSet::default());
     registry.register(system("a_001", &[])).await.unwrap();
     registry.report_fault("a_001", "first").await.unwrap();
@@ -216,7 +220,7 @@ async fn a_panicking_actor_is_restarted() {
 
 #[actix_rt::test]
 async fn subscribers_see_a_snapshot_then_every_change() {
-    let registry = RegistryHandle::start(&SupervisionConfig::default(), TransportSet::default());
+    let registry = RegistryHandle::start(&Config::default(), TransportSet::default());
     registry.register(system("a_001", &[])).await.unwrap();
     let mut subscription = registry.subscribe().await.unwrap();
     assert_eq!(subscription.snapshot.len(), 1);
@@ -252,10 +256,7 @@ async fn subscribers_see_a_snapshot_then_every_change() {
 
 #[actix_rt::test]
 async fn a_slow_subscriber_is_told_it_lagged() {
-    let config = SupervisionConfig {
-        event_buffer: 2,
-        ..SupervisionConfig::default()
-    };
+    let config = supervision_with("event_buffer = 2\n");
     let registry = RegistryHandle::start(&config, TransportSet::default());
     let mut events = registry.subscribe().await.unwrap().events;
     for i in 0..5 {
@@ -269,10 +270,7 @@ async fn a_slow_subscriber_is_told_it_lagged() {
 
 #[actix_rt::test]
 async fn the_registry_mailbox_is_bounded() {
-    let config = SupervisionConfig {
-        mailbox_capacity: 4,
-        ..SupervisionConfig::default()
-    };
+    let config = supervision_with("mailbox_capacity = 4\n");
     let registry = RegistryHandle::start(&config, TransportSet::default());
     // Let the actor start and apply its capacity.
     registry.query(|r| r.len()).await.unwrap();
@@ -298,8 +296,7 @@ mod seed_test_advanced_system_integration_manager {
 
     /// The seed's fixture: a registry holding only `test_system_001`.
     async fn with_test_system() -> RegistryHandle {
-        let registry =
-            RegistryHandle::start(&SupervisionConfig::default(), TransportSet::default());
+        let registry = RegistryHandle::start(&Config::default(), TransportSet::default());
         registry
             .register(system("test_system_001", &[]))
             .await
@@ -332,7 +329,7 @@ mod seed_test_advanced_system_integration_manager {
     async fn test_integration_manager_initialization() {
         let config = Config::load(SHIPPED.as_ref(), Vec::new()).unwrap();
         let systems = SystemsFile::load(&config.systems_file()).unwrap();
-        let registry = start_registry(config.supervision(), TransportSet::default(), &systems)
+        let registry = start_registry(&config, TransportSet::default(), &systems)
             .await
             .unwrap();
         let summary = registry.query(|r| r.summary()).await.unwrap();
@@ -349,8 +346,7 @@ mod seed_test_advanced_system_integration_manager {
 
     #[actix_rt::test]
     async fn test_system_registration() {
-        let registry =
-            RegistryHandle::start(&SupervisionConfig::default(), TransportSet::default());
+        let registry = RegistryHandle::start(&Config::default(), TransportSet::default());
         let info = system("test_system_001", &[]);
         registry.register(info.clone()).await.unwrap();
         let stored = registry
@@ -366,8 +362,7 @@ mod seed_test_advanced_system_integration_manager {
 
     #[actix_rt::test]
     async fn test_system_validation() {
-        let registry =
-            RegistryHandle::start(&SupervisionConfig::default(), TransportSet::default());
+        let registry = RegistryHandle::start(&Config::default(), TransportSet::default());
         let mut invalid = system("", &[]);
         invalid.interfaces.clear();
         let err = registry.register(invalid).await.unwrap_err();

@@ -54,7 +54,7 @@ pub fn run(
                 _ => {}
             }
         }
-        let registry = start_registry(config.supervision(), transports, systems).await?;
+        let registry = start_registry(config, transports, systems).await?;
         let router = RouterHandle::start(Arc::new(config.clone()), registry.clone()).await?;
         // Connects, and reconnects whenever the broker goes away, in the background.
         let _link = bridge.as_ref().map(|bridge| bridge.start(router.clone()));

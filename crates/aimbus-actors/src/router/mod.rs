@@ -145,9 +145,15 @@ impl Router {
         let target = &message.target_system;
         let view = self.view.read().expect("view lock");
         let instances = self.instances.read().expect("instances lock");
+        // With health-aware balancing off, health checks no longer take an instance out
+        // of the rotation (its breaker still does); a failed one has no actor to go to.
+        let health_aware = self.config.load_balancing().health_check_enabled;
         let available: Vec<Choice<&Arc<Instance>>> = view
             .resolve(target)
-            .filter(|s| s.status.takes_traffic())
+            .filter(|s| {
+                s.status.takes_traffic()
+                    || (!health_aware && s.status != aimbus_core::IntegrationStatus::Failed)
+            })
             .filter_map(|s| {
                 let instance = instances.get(&s.system_id)?;
                 Some(Choice {

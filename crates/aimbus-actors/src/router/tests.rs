@@ -54,10 +54,7 @@ async fn bus(toml: &str, systems: Vec<SystemInfo>) -> Bus {
     for s in &systems {
         in_process.register(&s.system_id, echo);
     }
-    let registry = RegistryHandle::start(
-        config.supervision(),
-        TransportSet::new(Arc::clone(&in_process)),
-    );
+    let registry = RegistryHandle::start(&config, TransportSet::new(Arc::clone(&in_process)));
     for s in systems {
         registry.register(s).await.unwrap();
     }
@@ -180,6 +177,35 @@ async fn only_healthy_or_degraded_systems_take_traffic() {
         matches!(&err, Error::Unavailable { reason, .. } if reason.contains("hhni_001 is unhealthy")),
         "{err:?}"
     );
+}
+
+/// `load_balancing.health_check_enabled` decides whether a failed health check takes an
+/// instance out of the rotation.
+#[actix_rt::test]
+async fn health_aware_balancing_leaves_unhealthy_instances_out_unless_turned_off() {
+    for (health_aware, expected) in [
+        (true, ["hhni_002", "hhni_002", "hhni_002", "hhni_002"]),
+        (false, ["hhni_001", "hhni_002", "hhni_001", "hhni_002"]),
+    ] {
+        let toml = format!("[load_balancing]\nhealth_check_enabled = {health_aware}\n");
+        let systems = vec![
+            system("hhni_001", "hhni", &[], &[]),
+            system("hhni_002", "hhni", &[], &[]),
+        ];
+        let bus = bus(&toml, systems).await;
+        // After the health monitor's first round, which would mark it healthy again.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        bus.registry
+            .set_status("hhni_001", IntegrationStatus::Unhealthy, "test")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let mut served = Vec::new();
+        for _ in 0..4 {
+            served.push(bus.send("hhni", "status_update").await.unwrap().served_by);
+        }
+        assert_eq!(served, expected, "health_check_enabled = {health_aware}");
+    }
 }
 
 #[actix_rt::test]

@@ -215,6 +215,11 @@ fn bad_values_name_the_key_the_value_and_what_is_valid() {
             "security.encryption_algorithm",
             &["ROT13", "AES-256-GCM"],
         ),
+        (
+            "[security]\nauthentication_method = \"oauth\"",
+            "security.authentication_method",
+            &["oauth", "jwt"],
+        ),
     ];
     for (text, expected_key, fragments) in cases {
         let (origin, key, problem) = config_error(parse(text, no_env()));

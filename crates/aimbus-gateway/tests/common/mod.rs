@@ -65,10 +65,7 @@ pub async fn start_with(
     // Before the router: the handles it makes per system bind to the recorder there is.
     let metrics = aimbus_gateway::install_recorder().unwrap();
     let systems = Arc::new(InProcessTransport::new());
-    let registry = RegistryHandle::start(
-        config.supervision(),
-        TransportSet::new(Arc::clone(&systems)),
-    );
+    let registry = RegistryHandle::start(&config, TransportSet::new(Arc::clone(&systems)));
     for info in [system("cmc_001", "cmc"), system("hhni_001", "hhni")] {
         systems.register(&info.system_id, echo);
         registry.register(info).await.unwrap();
