@@ -8,9 +8,8 @@ use std::time::Duration;
 use aimbus_actors::{InProcessTransport, RegistryHandle, RouterHandle, TransportSet};
 use aimbus_amqp::envelope::{self, ERROR_HEADER};
 use aimbus_amqp::topology;
-use aimbus_amqp::{
-    Bridge, BridgeSecurity, DeadLetters, INGRESS_ROUTING_KEY, Names, Publisher, Selection,
-};
+use aimbus_amqp::{DeadLetters, INGRESS_ROUTING_KEY, Names, Publisher, Selection};
+use aimbus_bridge::{Bridge, BridgeSecurity};
 use aimbus_client::{BusClient, HandlerError, SystemWorker, WorkerOptions, WorkerStats};
 use aimbus_core::{
     Codec, Config, Format, IntegrationMessage, Keyring, SEALED_FIELD, SigningKeys, SystemInfo,

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use aimbus_actors::{InProcessTransport, RegistryHandle, RouterHandle, TransportSet};
 use aimbus_amqp::envelope::{self, Routing};
-use aimbus_amqp::{Bridge, BridgeSecurity, INGRESS_ROUTING_KEY, Publisher};
+use aimbus_amqp::{INGRESS_ROUTING_KEY, Publisher};
+use aimbus_bridge::{Bridge, BridgeSecurity};
 use aimbus_client::{BusClient, HandlerError, SystemWorker, WorkerOptions, WorkerStats};
 use aimbus_core::{Codec, Config, Format, IntegrationMessage, SystemInfo};
 use lapin::options::BasicGetOptions;

@@ -2,7 +2,7 @@ use std::sync::{Arc, Mutex};
 
 use aimbus_actors::router::RateLimiter;
 use aimbus_actors::{RegistryHandle, RouterHandle};
-use aimbus_amqp::Bridge;
+use aimbus_bridge::Bridge;
 use aimbus_core::{Codec, Config, Keyring};
 use metrics_exporter_prometheus::PrometheusHandle;
 

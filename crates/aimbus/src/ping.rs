@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use aimbus_actors::Transport;
-use aimbus_amqp::{AmqpTransport, Names, Publisher, ReplyInbox};
+use aimbus_amqp::{Names, Publisher, ReplyInbox};
+use aimbus_bridge::AmqpTransport;
 use aimbus_core::{Config, IntegrationMessage, QueueType, SystemsFile, interface};
 use anyhow::Context;
 use lapin::{Connection, ConnectionProperties};

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use aimbus_actors::{InProcessTransport, RouterHandle, TransportSet, start_registry};
-use aimbus_amqp::{Bridge, BridgeSecurity};
+use aimbus_bridge::{Bridge, BridgeSecurity};
 use aimbus_core::{Config, SystemsFile, interface};
 use aimbus_gateway::{Authenticator, Gateway, RestTransport};
 use anyhow::Context;

@@ -2,31 +2,19 @@ use std::sync::{Arc, Mutex};
 
 use aimbus_actors::{RegistryHandle, RouterHandle};
 use aimbus_core::{
-    AmqpConfig, Backoff, Codec, Format, IntegrationMessage, Keyring, QueueType, SigningKeys,
-    SystemInfo, interface,
+    AmqpConfig, Backoff, Codec, Format, IntegrationMessage, QueueType, SystemInfo, interface,
 };
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use tokio::sync::{broadcast, watch};
 
-use crate::dedup::DedupWindow;
-use crate::envelope::{self, Routing};
-use crate::names::{INGRESS_ROUTING_KEY, Names};
-use crate::publisher::Publisher;
-use crate::replies::ReplyInbox;
-use crate::transport::AmqpTransport;
-use crate::{Error, ingress, link, metrics, topology};
+use aimbus_amqp::envelope::{self, Routing};
+use aimbus_amqp::{
+    DedupWindow, Error, INGRESS_ROUTING_KEY, Names, Publisher, ReplyInbox, topology,
+};
 
-/// What the bridge does to what crosses the broker.
-#[derive(Debug, Clone, Default)]
-pub struct BridgeSecurity {
-    /// Seals payloads on the hop to systems and opens sealed ones coming in
-    /// (`security.enable_encryption`).
-    pub keyring: Option<Arc<Keyring>>,
-    /// Checks the signatures of ingress messages.
-    pub signing_keys: Option<Arc<SigningKeys>>,
-    /// Dead-letters unsigned ingress messages.
-    pub require_signed: bool,
-}
+use crate::security::BridgeSecurity;
+use crate::transport::AmqpTransport;
+use crate::{ingress, metrics};
 
 /// The bus's link to RabbitMQ. Once started, it keeps itself connected: it connects
 /// (waiting with backoff while the broker is away), declares the topology, attaches the
@@ -256,13 +244,13 @@ impl Bridge {
         let mut ingress = ingress;
         tokio::select! {
             _ = &mut ingress => {}
-            () = link::until_lost(&connection) => ingress.abort(),
+            () = aimbus_amqp::until_lost(&connection) => ingress.abort(),
         }
         let _ = self.connected.send(false);
         self.transport.detach();
         *self.publisher.lock().expect("publisher lock") = None;
         *self.current.lock().expect("connection lock") = None;
-        link::close(&connection).await;
+        aimbus_amqp::close(&connection).await;
         tracing::warn!("lost the broker; reconnecting");
         Ok(())
     }

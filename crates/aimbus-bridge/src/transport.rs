@@ -3,11 +3,8 @@ use std::sync::{Arc, RwLock};
 use aimbus_actors::{DeliveryFailure, DeliveryFuture, Reply, Transport};
 use aimbus_core::{Codec, Format, IntegrationMessage, Keyring, SystemInfo, interface};
 
-use crate::Error;
-use crate::envelope::{self, Routing};
-use crate::names::Names;
-use crate::publisher::Publisher;
-use crate::replies::ReplyInbox;
+use aimbus_amqp::envelope::{self, Routing};
+use aimbus_amqp::{Error, Names, Publisher, ReplyInbox, ReplyMessage};
 
 /// Delivers to systems with an `amqp` interface: publishes to the deliver exchange with
 /// the system's routing key and waits for its reply on the bus's reply queue, so the
@@ -86,7 +83,7 @@ impl Transport for AmqpTransport {
                     "the connection to the broker was lost before the reply came".into(),
                 )
             })?;
-            let error = |reply: &crate::ReplyMessage| {
+            let error = |reply: &ReplyMessage| {
                 reply
                     .message
                     .payload

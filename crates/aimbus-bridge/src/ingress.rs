@@ -16,16 +16,11 @@ use lapin::types::FieldTable;
 use tokio_stream::StreamExt;
 use tracing::Instrument;
 
-use crate::Error;
-use crate::acks::Acks;
-use crate::bridge::BridgeSecurity;
-use crate::dedup::{Begin, DedupWindow};
-use crate::envelope::{self, Routing};
+use aimbus_amqp::envelope::{self, Routing};
+use aimbus_amqp::{Acks, Begin, DedupWindow, Error, Names, Publisher, parking, trace_context};
+
 use crate::metrics;
-use crate::names::Names;
-use crate::parking;
-use crate::publisher::Publisher;
-use crate::trace_context;
+use crate::security::BridgeSecurity;
 
 /// Starts consuming the ingress queue; the returned task ends with the connection.
 pub async fn start(
