@@ -61,6 +61,25 @@ async fn amqp_bus_secured(
     require_signed: bool,
 ) -> AmqpBus {
     let namespace = format!("aimbus-test-{}", uuid::Uuid::new_v4().simple());
+    amqp_bus_named(
+        &namespace,
+        amqp_settings,
+        keyring,
+        signing_keys,
+        require_signed,
+    )
+    .await
+}
+
+/// A bus as `amqp_bus_secured` makes it, in `namespace`: a second bus in the same
+/// namespace stands for the first one restarted.
+async fn amqp_bus_named(
+    namespace: &str,
+    amqp_settings: &str,
+    keyring: Option<Arc<Keyring>>,
+    signing_keys: Option<Arc<SigningKeys>>,
+    require_signed: bool,
+) -> AmqpBus {
     let toml = format!("[amqp]\nurl = \"{URL}\"\nnamespace = \"{namespace}\"\n{amqp_settings}");
     let config = Arc::new(Config::from_toml_str("test", &toml, Vec::new(), ".".into()).unwrap());
     let codec = config.codec();
@@ -1364,4 +1383,104 @@ async fn an_sdk_handler_that_fails_twice_then_succeeds_handles_the_message_once(
     );
     assert_eq!(ready_in(&channel, &bus.names.dead_letter_queue()).await, 0);
     bus.remove().await;
+}
+
+#[actix_rt::test]
+async fn a_bus_stopped_mid_stream_drains_and_its_successor_forwards_the_rest_once() {
+    const MESSAGES: usize = 5_000;
+    // One source sends the whole stream: over its rate limit it would only be slower.
+    const UNLIMITED: &str = "[rate_limiting]\nenable_rate_limiting = false\n";
+    let mut first = amqp_bus_with(UNLIMITED).await;
+    let connection = Connection::connect(URL, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let tap = first.tap(&channel).await;
+    let delivered = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    let seen = Arc::clone(&delivered);
+    // The system keeps serving while its bus restarts, as systems do.
+    let stats = first
+        .serve(move |message: IntegrationMessage| {
+            seen.lock().unwrap().insert(message.message_id);
+            async { Ok(serde_json::Map::new()) }
+        })
+        .await;
+    let confirmed = Arc::new(AtomicU32::new(0));
+    let publishing = {
+        let (codec, names, confirmed) = (first.codec, first.names.clone(), Arc::clone(&confirmed));
+        tokio::spawn(async move {
+            let connection = Connection::connect(URL, ConnectionProperties::default())
+                .await
+                .unwrap();
+            let publisher = Publisher::open(&connection).await.unwrap();
+            let mut ids = std::collections::HashSet::new();
+            for n in 0..MESSAGES {
+                let payload = json!({"n": n}).as_object().unwrap().clone();
+                let message =
+                    IntegrationMessage::new("cmc_001", "hhni_101", "status_update", payload);
+                let (body, properties) =
+                    envelope::encode(&codec, Format::Json, &message, &Default::default()).unwrap();
+                publisher
+                    .publish(&names.ingress(), INGRESS_ROUTING_KEY, &body, properties)
+                    .await
+                    .unwrap();
+                ids.insert(message.message_id);
+                confirmed.fetch_add(1, Ordering::SeqCst);
+            }
+            ids
+        })
+    };
+    while (confirmed.load(Ordering::SeqCst) as usize) < MESSAGES / 4 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // What `serve` does on SIGTERM: the ingress drains, then the connection closes.
+    first.bridge.stop();
+    let link = std::mem::replace(&mut first.link, tokio::spawn(async {}));
+    tokio::time::timeout(Duration::from_secs(30), link)
+        .await
+        .expect("the bridge drains within its grace")
+        .unwrap();
+    let at_stop = delivered.lock().unwrap().len();
+    // The bus restarted: a new one in the same namespace, knowing nothing of the first.
+    let namespace = first.config.amqp().namespace.clone();
+    let second = amqp_bus_named(&namespace, UNLIMITED, None, None, false).await;
+    let ids = publishing.await.unwrap();
+    for _ in 0..1_200 {
+        if delivered.lock().unwrap().len() >= MESSAGES {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut forwards = 0;
+    while let Some(copy) = channel
+        .basic_get(tap.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+    {
+        let id = copy.delivery.properties.message_id().clone();
+        forwards += usize::from(id.is_some_and(|id| ids.contains(id.as_str())));
+    }
+    let delivered = delivered.lock().unwrap().clone();
+    let lost = ids.difference(&delivered).count();
+    let dead = ready_in(&channel, &first.names.dead_letter_queue()).await;
+    println!(
+        "fault shutdown-drain: sent {MESSAGES}, confirmed {}, delivered {}, duplicates filtered {}, dead-lettered {dead}, lost {lost}, forwarded twice {} (stopped after {at_stop} deliveries)",
+        ids.len(),
+        delivered.len(),
+        stats.duplicates.load(Ordering::Relaxed),
+        forwards.saturating_sub(MESSAGES),
+    );
+    assert_eq!((lost, dead), (0, 0));
+    assert_eq!(
+        forwards, MESSAGES,
+        "each message forwarded once across the restart"
+    );
+    assert_eq!(
+        stats.handled.load(Ordering::Relaxed) as usize,
+        MESSAGES,
+        "each handled once"
+    );
+    second.link.abort();
+    first.remove().await;
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use lapin::Channel;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::Error;
@@ -38,6 +38,9 @@ struct Handle {
 struct Shared {
     state: Mutex<State>,
     wake: Notify,
+    /// Set once the flusher has ended: what was finished is acknowledged (or the channel
+    /// failed, and the broker redelivers it).
+    done: watch::Sender<bool>,
 }
 
 #[derive(Default)]
@@ -95,10 +98,24 @@ impl Acks {
         let shared = Arc::new(Shared {
             state: Mutex::default(),
             wake: Notify::new(),
+            done: watch::channel(false).0,
         });
-        tokio::spawn(flush(Arc::clone(&shared), channel.clone()));
+        let (flusher, flushed_channel) = (Arc::clone(&shared), channel.clone());
+        tokio::spawn(async move {
+            flush(Arc::clone(&flusher), flushed_channel).await;
+            flusher.done.send_replace(true);
+        });
         Acks {
             handle: Arc::new(Handle { shared, channel }),
+        }
+    }
+
+    /// Resolves once every `Acks` is gone and what they finished is acknowledged: what a
+    /// consumer that stops waits for before it closes its channel.
+    pub fn flushed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut done = self.handle.shared.done.subscribe();
+        async move {
+            let _ = done.wait_for(|done| *done).await;
         }
     }
 

@@ -37,6 +37,8 @@ pub struct Bridge {
     /// forwarded just before the connection dropped, and redelivered on the next one
     /// because its ack was lost with it, must still be recognised.
     forwarded: Arc<Mutex<DedupWindow<()>>>,
+    /// Set by [`Bridge::stop`]: drain, and connect no more.
+    stopping: watch::Sender<bool>,
 }
 
 impl Bridge {
@@ -59,6 +61,7 @@ impl Bridge {
             systems: Mutex::default(),
             current: Mutex::default(),
             publisher: Mutex::default(),
+            stopping: watch::channel(false).0,
             forwarded: Arc::new(Mutex::new(DedupWindow::new(
                 config.dedup_window,
                 config.dedup_window_bytes(),
@@ -194,64 +197,90 @@ impl Bridge {
         })
     }
 
-    /// Keeps the bridge connected, routing ingress messages through `router`, until the
-    /// task is dropped.
+    /// Keeps the bridge connected, routing ingress messages through `router`, until
+    /// [`Bridge::stop`] (then the task ends once the ingress has drained) or the task is
+    /// dropped.
     pub fn start(self: &Arc<Self>, router: RouterHandle) -> tokio::task::JoinHandle<()> {
         let bridge = Arc::clone(self);
         tokio::spawn(async move {
             let mut backoff = Backoff::reconnect();
-            loop {
+            let mut stopping = bridge.stopping.subscribe();
+            while !*stopping.borrow() {
                 match bridge.session(&router).await {
                     Ok(()) => backoff.reset(),
                     Err(error) => {
                         let wait = backoff.next_wait();
                         tracing::warn!(%error, url = %bridge.config.url, retry_in_ms = wait.as_millis() as u64, "broker unavailable");
-                        tokio::time::sleep(wait).await;
+                        tokio::select! {
+                            () = tokio::time::sleep(wait) => {}
+                            _ = stopping.wait_for(|stop| *stop) => {}
+                        }
                     }
                 }
             }
         })
     }
 
-    /// One connection's life: set up, serve until it drops, tear down.
+    /// Stops the bridge: the ingress takes no more deliveries, lets those in progress
+    /// finish (for up to `amqp.shutdown_grace_seconds`), acknowledges them, and the
+    /// connection closes, handing back whatever was not finished. The task
+    /// [`Bridge::start`] returned ends then.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// One connection's life: set up, serve until it drops (or the bridge stops), tear
+    /// down. All or nothing: whichever step fails, nothing stays attached to the
+    /// connection.
     async fn session(&self, router: &RouterHandle) -> Result<(), Error> {
         let connection =
             Arc::new(Connection::connect(&self.config.url, ConnectionProperties::default()).await?);
-        let channel = connection.create_channel().await?;
-        topology::declare_bus(&channel, &self.names).await?;
-        let systems = self.systems.lock().expect("systems lock").clone();
-        self.declare(&connection, &systems).await?;
-        let publisher = Publisher::open(&connection).await?;
-        let inbox = ReplyInbox::start(&connection, self.codec).await?;
-        self.transport.attach(publisher, inbox);
-        *self.publisher.lock().expect("publisher lock") = Some(Publisher::open(&connection).await?);
-        let ingress = ingress::start(
-            &connection,
-            self.names.clone(),
-            self.codec,
-            self.security.clone(),
-            &self.config,
-            router.clone(),
-            Arc::clone(&self.forwarded),
-        )
-        .await?;
-        *self.current.lock().expect("connection lock") = Some(Arc::clone(&connection));
-        let _ = self.connected.send(true);
-        tracing::info!(url = %self.config.url, namespace = %self.config.namespace, "connected to the broker");
-        // Systems reached over AMQP were unreachable while the broker was away: look again
-        // now rather than at the next tick.
-        router.health().do_send(aimbus_actors::router::CheckAll);
-        let mut ingress = ingress;
-        tokio::select! {
-            _ = &mut ingress => {}
-            () = aimbus_amqp::until_lost(&connection) => ingress.abort(),
-        }
+        let served = self.serve_on(&connection, router).await;
         let _ = self.connected.send(false);
         self.transport.detach();
         *self.publisher.lock().expect("publisher lock") = None;
         *self.current.lock().expect("connection lock") = None;
         aimbus_amqp::close(&connection).await;
-        tracing::warn!("lost the broker; reconnecting");
+        if served.is_ok() && !*self.stopping.borrow() {
+            tracing::warn!("lost the broker; reconnecting");
+        }
+        served
+    }
+
+    async fn serve_on(
+        &self,
+        connection: &Arc<Connection>,
+        router: &RouterHandle,
+    ) -> Result<(), Error> {
+        let channel = connection.create_channel().await?;
+        topology::declare_bus(&channel, &self.names).await?;
+        let systems = self.systems.lock().expect("systems lock").clone();
+        self.declare(connection, &systems).await?;
+        let publisher = Publisher::open(connection).await?;
+        let inbox = ReplyInbox::start(connection, self.codec).await?;
+        let events = Publisher::open(connection).await?;
+        self.transport.attach(publisher, inbox);
+        *self.publisher.lock().expect("publisher lock") = Some(events);
+        let mut ingress = ingress::start(
+            connection,
+            self.codec,
+            self.security.clone(),
+            &self.config,
+            router.clone(),
+            Arc::clone(&self.forwarded),
+            self.stopping.subscribe(),
+        )
+        .await?;
+        *self.current.lock().expect("connection lock") = Some(Arc::clone(connection));
+        let _ = self.connected.send(true);
+        tracing::info!(url = %self.config.url, namespace = %self.config.namespace, "connected to the broker");
+        // Systems reached over AMQP were unreachable while the broker was away: look again
+        // now rather than at the next tick.
+        router.health().do_send(aimbus_actors::router::CheckAll);
+        tokio::select! {
+            _ = &mut ingress => {}
+            () = aimbus_amqp::until_lost(connection) => ingress.abort(),
+        }
         Ok(())
     }
 }

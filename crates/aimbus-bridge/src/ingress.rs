@@ -11,9 +11,11 @@ use std::time::{Duration, Instant, SystemTime};
 use aimbus_core::{AmqpConfig, Codec, IntegrationMessage, Keyring};
 use lapin::Connection;
 use lapin::message::Delivery;
-use lapin::options::{BasicConsumeOptions, BasicQosOptions};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
+use tokio::sync::watch;
 use tokio_stream::StreamExt;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use aimbus_amqp::envelope::{self, Routing};
@@ -22,16 +24,22 @@ use aimbus_amqp::{Acks, Begin, DedupWindow, Error, Names, Publisher, parking, tr
 use crate::metrics;
 use crate::security::BridgeSecurity;
 
-/// Starts consuming the ingress queue; the returned task ends with the connection.
+/// The ingress consumer's tag on its channel.
+const CONSUMER_TAG: &str = "aimbus-ingress";
+
+/// Starts consuming the ingress queue; the returned task ends with the connection, or,
+/// once `stop` turns true, after draining: no more deliveries, those in progress finished
+/// (for up to `amqp.shutdown_grace_seconds`) and acknowledged.
 pub async fn start(
     connection: &Connection,
-    names: Names,
     codec: Codec,
     security: BridgeSecurity,
     config: &AmqpConfig,
     router: RouterHandle,
     forwarded: Arc<Mutex<DedupWindow<()>>>,
+    mut stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, Error> {
+    let names = Names::new(&config.namespace);
     let prefetch = config.prefetch;
     let channel = connection.create_channel().await?;
     // At most `prefetch` messages are in the bus's hands at once.
@@ -41,7 +49,7 @@ pub async fn start(
     let mut consumer = channel
         .basic_consume(
             names.ingress().into(),
-            "aimbus-ingress".into(),
+            CONSUMER_TAG.into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
@@ -59,21 +67,53 @@ pub async fn start(
         turns: Turns::default(),
         acks: Acks::start(channel.clone()),
     });
+    let grace = config.shutdown_grace();
     Ok(tokio::spawn(async move {
-        let _channel = channel;
-        while let Some(delivery) = consumer.next().await {
+        // Every delivery's task, so a shutdown can wait for those in progress.
+        let deliveries = TaskTracker::new();
+        loop {
+            let delivery = tokio::select! {
+                delivery = consumer.next() => delivery,
+                _ = stop.wait_for(|stop| *stop) => break,
+            };
             match delivery {
-                Ok(delivery) => {
+                Some(Ok(delivery)) => {
                     work.acks.delivered(delivery.delivery_tag);
                     let span = trace_context::process_span(&work.queue, &delivery);
-                    tokio::spawn(Arc::clone(&work).handle(delivery).instrument(span));
+                    deliveries.spawn(Arc::clone(&work).handle(delivery).instrument(span));
                 }
-                Err(error) => {
+                Some(Err(error)) => {
                     tracing::error!(%error, "ingress consumer stopped");
-                    break;
+                    return;
                 }
+                None => return,
             }
         }
+        // Shutting down: no more deliveries; those prefetched but not begun are handed
+        // back when the channel closes.
+        if let Err(error) = channel
+            .basic_cancel(CONSUMER_TAG.into(), BasicCancelOptions::default())
+            .await
+        {
+            tracing::warn!(%error, "ingress consumer not cancelled");
+        }
+        deliveries.close();
+        let in_progress = deliveries.len();
+        if tokio::time::timeout(grace, deliveries.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                in_progress = deliveries.len(),
+                grace_s = grace.as_secs(),
+                "ingress deliveries still in progress are handed back to the broker"
+            );
+        }
+        // What finished is acknowledged before the channel goes.
+        let flushed = work.acks.flushed();
+        drop(work);
+        let _ = tokio::time::timeout(grace, flushed).await;
+        tracing::info!(drained = in_progress, "ingress drained");
     }))
 }
 

@@ -57,7 +57,7 @@ pub fn run(
         let registry = start_registry(config, transports, systems).await?;
         let router = RouterHandle::start(Arc::new(config.clone()), registry.clone()).await?;
         // Connects, and reconnects whenever the broker goes away, in the background.
-        let _link = bridge.as_ref().map(|bridge| bridge.start(router.clone()));
+        let link = bridge.as_ref().map(|bridge| bridge.start(router.clone()));
         let _events = bridge
             .as_ref()
             .map(|bridge| bridge.publish_events(&registry));
@@ -107,6 +107,15 @@ pub fn run(
         if let Some(gateway) = gateway {
             // Requests in flight are answered before the actors stop.
             gateway.stop(true).await;
+        }
+        if let (Some(bridge), Some(link)) = (&bridge, link) {
+            // The ingress drains: deliveries in progress finish and are acknowledged, the
+            // rest go back to the broker, before the router they need stops.
+            bridge.stop();
+            let patience = config.amqp().shutdown_grace() * 2 + std::time::Duration::from_secs(2);
+            if tokio::time::timeout(patience, link).await.is_err() {
+                tracing::warn!("the bridge did not drain in time");
+            }
         }
         actix::System::current().stop();
         Ok(())

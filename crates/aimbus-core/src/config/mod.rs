@@ -545,6 +545,12 @@ impl Config {
         check.range("amqp.delivery_limit", a.delivery_limit, 1, 1_000)?;
         check.range("amqp.dedup_window", a.dedup_window, 1, 10_000_000)?;
         check.range("amqp.dedup_window_mib", a.dedup_window_mib, 1, 65_536)?;
+        check.range(
+            "amqp.shutdown_grace_seconds",
+            a.shutdown_grace_seconds,
+            1,
+            3_600,
+        )?;
         for (i, kind) in a.interface_preference.iter().enumerate() {
             let key = format!("amqp.interface_preference[{i}]");
             crate::validate::identifier(&key, kind).map_err(|e| check.error(&key, e))?;

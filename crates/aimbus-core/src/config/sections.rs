@@ -531,12 +531,20 @@ pub struct AmqpConfig {
     /// Memory those ids, and the answers an SDK system keeps to resend, may take per
     /// consumer, in MiB; past it the oldest are forgotten first.
     pub dedup_window_mib: usize,
+    /// On shutdown, how long deliveries in progress may take to finish before the rest
+    /// are handed back to the broker, in seconds.
+    pub shutdown_grace_seconds: u64,
 }
 
 impl AmqpConfig {
     /// [`AmqpConfig::dedup_window_mib`] in bytes.
     pub fn dedup_window_bytes(&self) -> usize {
         self.dedup_window_mib.saturating_mul(1 << 20)
+    }
+
+    /// [`AmqpConfig::shutdown_grace_seconds`] as a duration.
+    pub fn shutdown_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.shutdown_grace_seconds)
     }
 }
 
@@ -552,6 +560,7 @@ impl Default for AmqpConfig {
             interface_preference: vec!["amqp".to_owned(), "rest_api".to_owned()],
             dedup_window: 100_000,
             dedup_window_mib: 64,
+            shutdown_grace_seconds: 10,
         }
     }
 }
