@@ -1484,3 +1484,70 @@ async fn a_bus_stopped_mid_stream_drains_and_its_successor_forwards_the_rest_onc
     second.link.abort();
     first.remove().await;
 }
+
+#[actix_rt::test]
+async fn an_sdk_system_stopped_mid_stream_finishes_what_it_holds_and_its_successor_the_rest() {
+    const MESSAGES: usize = 40;
+    let bus = amqp_bus_with("[rate_limiting]\nenable_rate_limiting = false\n").await;
+    let handled = Arc::new(AtomicU32::new(0));
+    // A worker whose every message takes 300 ms: stopped, it holds some of them.
+    let worker = |handled: Arc<AtomicU32>| {
+        let options = WorkerOptions {
+            amqp: bus.config.amqp().clone(),
+            prefetch: 8,
+            keyring: None,
+        };
+        let system = bus.system.clone();
+        let codec = bus.codec;
+        async move {
+            let worker = SystemWorker::connect(system, options, codec).await.unwrap();
+            let (stop, stopping) = tokio::sync::watch::channel(false);
+            let served = tokio::spawn(worker.serve_until(
+                move |_| {
+                    let handled = Arc::clone(&handled);
+                    async move {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        handled.fetch_add(1, Ordering::SeqCst);
+                        Ok(serde_json::Map::new())
+                    }
+                },
+                stopping,
+            ));
+            (stop, served)
+        }
+    };
+    let (stop, served) = worker(Arc::clone(&handled)).await;
+    let client = bus.client().await;
+    for n in 0..MESSAGES {
+        let payload = json!({"n": n}).as_object().unwrap().clone();
+        let message = IntegrationMessage::new("cmc_001", "hhni_101", "status_update", payload);
+        client.send(&message, Format::Json).await.unwrap();
+    }
+    while handled.load(Ordering::SeqCst) < 8 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(15), served)
+        .await
+        .expect("the worker drains within its grace")
+        .unwrap()
+        .unwrap();
+    let at_stop = handled.load(Ordering::SeqCst);
+    // A successor, knowing nothing of what the first answered.
+    let (_stop, _served) = worker(Arc::clone(&handled)).await;
+    for _ in 0..300 {
+        if handled.load(Ordering::SeqCst) as usize >= MESSAGES {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!((at_stop as usize) < MESSAGES, "stopped mid-stream");
+    assert_eq!(
+        handled.load(Ordering::SeqCst) as usize,
+        MESSAGES,
+        "what the first finished was acknowledged, so none was handled twice"
+    );
+    _stop.send_replace(true);
+    bus.remove().await;
+}

@@ -7,11 +7,13 @@ use aimbus_amqp::envelope::{self, FAILED_DELIVERIES_HEADER, OUTCOME_HEADER, Rout
 use aimbus_amqp::{Acks, Begin, DedupWindow, Names, Publisher, parking, topology, trace_context};
 use aimbus_core::{AmqpConfig, Backoff, Codec, IntegrationMessage, Keyring, SystemInfo};
 use lapin::message::Delivery;
-use lapin::options::{BasicConsumeOptions, BasicQosOptions};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use serde_json::{Map, Value, json};
+use tokio::sync::watch;
 use tokio_stream::StreamExt;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::Error;
@@ -155,7 +157,23 @@ impl SystemWorker {
     }
 
     /// Serves for as long as the process runs, reconnecting whenever the broker goes away.
-    pub async fn serve<F, Fut>(mut self, handler: F) -> Result<(), Error>
+    pub async fn serve<F, Fut>(self, handler: F) -> Result<(), Error>
+    where
+        F: Fn(IntegrationMessage) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Map<String, Value>, HandlerError>> + Send + 'static,
+    {
+        let (_never, stop) = watch::channel(false);
+        self.serve_until(handler, stop).await
+    }
+
+    /// Serves until `stop` turns true, then drains: takes no more messages, lets those in
+    /// progress finish (for up to `amqp.shutdown_grace_seconds`), acknowledges them, and
+    /// hands the rest back to the broker as the connection closes.
+    pub async fn serve_until<F, Fut>(
+        mut self,
+        handler: F,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<(), Error>
     where
         F: Fn(IntegrationMessage) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Map<String, Value>, HandlerError>> + Send + 'static,
@@ -175,7 +193,7 @@ impl SystemWorker {
             stats: Arc::clone(&self.stats),
         });
         let mut backoff = Backoff::reconnect();
-        loop {
+        while !*stop.borrow() {
             let connection = match self.connection.take() {
                 Some(connection) => Ok(connection),
                 None => {
@@ -185,10 +203,11 @@ impl SystemWorker {
                 }
             };
             let outcome = match connection {
-                Ok(connection) => self.session(&connection, &shared).await,
+                Ok(connection) => self.session(&connection, &shared, &mut stop).await,
                 Err(error) => Err(error),
             };
             match outcome {
+                Ok(()) if *stop.borrow() => {}
                 Ok(()) => {
                     backoff.reset();
                     tracing::warn!(system_id = %self.system.system_id, "lost the broker; reconnecting");
@@ -196,17 +215,23 @@ impl SystemWorker {
                 Err(error) => {
                     let wait = backoff.next_wait();
                     tracing::warn!(system_id = %self.system.system_id, %error, retry_in_ms = wait.as_millis() as u64, "broker unavailable");
-                    tokio::time::sleep(wait).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        _ = stop.wait_for(|stop| *stop) => {}
+                    }
                 }
             }
         }
+        Ok(())
     }
 
-    /// Consumes the system's queue on one connection until it drops.
+    /// Consumes the system's queue on one connection until it drops, or until `stop`
+    /// (then drains).
     async fn session<F, Fut>(
         &self,
         connection: &Connection,
         shared: &Arc<Shared<F>>,
+        stop: &mut watch::Receiver<bool>,
     ) -> Result<(), Error>
     where
         F: Fn(IntegrationMessage) -> Fut + Send + Sync + 'static,
@@ -234,8 +259,17 @@ impl SystemWorker {
         let publisher = Publisher::open(connection).await?;
         tracing::info!(system_id = %self.system.system_id, %queue, "system worker serving");
         let acks = Acks::start(channel.clone());
+        // Every delivery's task, so a shutdown can wait for those in progress.
+        let deliveries = TaskTracker::new();
         let consume = async {
-            while let Some(Ok(delivery)) = consumer.next().await {
+            loop {
+                let delivery = tokio::select! {
+                    delivery = consumer.next() => delivery,
+                    _ = stop.wait_for(|stop| *stop) => return true,
+                };
+                let Some(Ok(delivery)) = delivery else {
+                    return false;
+                };
                 acks.delivered(delivery.delivery_tag);
                 let (shared, publisher, acks) =
                     (Arc::clone(shared), publisher.clone(), acks.clone());
@@ -285,15 +319,42 @@ impl SystemWorker {
                         tracing::warn!(%error, "nack failed; the broker will redeliver");
                     }
                 };
-                tokio::spawn(work.instrument(span));
+                deliveries.spawn(work.instrument(span));
             }
         };
-        tokio::select! {
-            () = consume => {}
-            () = aimbus_amqp::until_lost(connection) => {}
+        let stopped = tokio::select! {
+            stopped = consume => stopped,
+            () = aimbus_amqp::until_lost(connection) => false,
+        };
+        if stopped {
+            self.drain(&channel, deliveries, acks).await;
         }
         aimbus_amqp::close(connection).await;
         Ok(())
+    }
+
+    /// No more deliveries; those in progress finish (within the grace) and are
+    /// acknowledged before the connection closes, which hands back the rest.
+    async fn drain(&self, channel: &lapin::Channel, deliveries: TaskTracker, acks: Acks) {
+        let system_id = &self.system.system_id;
+        let cancelled = channel
+            .basic_cancel(system_id.as_str().into(), BasicCancelOptions::default())
+            .await;
+        if let Err(error) = cancelled {
+            tracing::warn!(%system_id, %error, "consumer not cancelled");
+        }
+        let grace = self.options.amqp.shutdown_grace();
+        deliveries.close();
+        if tokio::time::timeout(grace, deliveries.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(%system_id, in_progress = deliveries.len(), "messages still in progress are handed back to the broker");
+        }
+        let flushed = acks.flushed();
+        drop(acks);
+        let _ = tokio::time::timeout(grace, flushed).await;
+        tracing::info!(%system_id, "system worker drained");
     }
 }
 

@@ -29,18 +29,20 @@ pub fn run(config: &Config, systems: &SystemsFile, args: &SimulateArgs) -> anyho
     let failure_rate = args.failure_rate;
     tokio::runtime::Runtime::new()?.block_on(async move {
         let mut shutdown = ShutdownSignals::install()?;
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let mut workers = Vec::new();
         for system in chosen {
             let system_id = system.system_id.clone();
             let worker = SystemWorker::connect(system, options.clone(), codec).await?;
-            tokio::spawn(async move {
+            let stopping = stopping.clone();
+            workers.push(tokio::spawn(async move {
                 let id = system_id.clone();
-                let served = worker
-                    .serve(move |message| simulated(id.clone(), message, latency, failure_rate))
-                    .await;
+                let handler = move |message| simulated(id.clone(), message, latency, failure_rate);
+                let served = worker.serve_until(handler, stopping).await;
                 if let Err(error) = served {
                     tracing::error!(%system_id, %error, "simulated system stopped");
                 }
-            });
+            }));
         }
         tracing::info!(
             latency_ms = latency.as_millis() as u64,
@@ -48,6 +50,19 @@ pub fn run(config: &Config, systems: &SystemsFile, args: &SimulateArgs) -> anyho
             "simulated systems serving"
         );
         let signal = shutdown.recv().await;
+        tracing::info!(signal, "simulation stopping: draining the workers");
+        // Each worker finishes what it is handling and acknowledges it before it goes.
+        stop.send_replace(true);
+        let patience = config.amqp().shutdown_grace() * 2 + Duration::from_secs(2);
+        let all_drained = async {
+            for worker in workers {
+                let _ = worker.await;
+            }
+        };
+        let drained = tokio::time::timeout(patience, all_drained).await;
+        if drained.is_err() {
+            tracing::warn!("workers did not drain in time");
+        }
         tracing::info!(signal, "simulation stopped");
         Ok(())
     })
