@@ -687,3 +687,130 @@ async fn systems_ping_asks_the_workers_themselves() {
     assert!(stdout.starts_with("hhni_001 ok\nvif_001 "), "{unserved:?}");
     stack.stop().await;
 }
+
+/// `serve` stopped mid-stream, by SIGTERM and then by SIGKILL, and started again: every
+/// confirmed message reaches its system. After SIGTERM none is forwarded twice (the
+/// ingress drained: what it finished was acknowledged); after SIGKILL a message whose
+/// ack died with the process is forwarded again, and the system's window filters it.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_stopped_mid_stream_by_sigterm_or_sigkill_loses_nothing() {
+    const MESSAGES: usize = 5_000;
+    // One source sends the whole stream; its rate limit would only make it slower.
+    let env = [("AIMBUS_RATE_LIMITING__ENABLE_RATE_LIMITING", "false")];
+    let mut stack = Stack::start("drain", &["--system", "hhni_001"], &env);
+    // A tap bound as hhni_001's queue is: a copy of every forward, removed with the
+    // namespace.
+    let (_connection, channel, tap) = stack.replies_queue().await;
+    let names = Names::new(&stack.namespace);
+    channel
+        .queue_bind(
+            tap.as_str().into(),
+            names.deliver().into(),
+            "hhni.hhni_001".into(),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let client = std::sync::Arc::new(
+        BusClient::connect(
+            &stack.config.amqp().url,
+            &stack.namespace,
+            stack.config.codec(),
+        )
+        .await
+        .unwrap(),
+    );
+    let mut forwards = std::collections::HashMap::<String, usize>::new();
+    for signal in ["TERM", "KILL"] {
+        let confirmed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let publishing = {
+            let (client, confirmed) = (
+                std::sync::Arc::clone(&client),
+                std::sync::Arc::clone(&confirmed),
+            );
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for n in 0..MESSAGES {
+                    let payload = json!({"n": n}).as_object().unwrap().clone();
+                    let message =
+                        IntegrationMessage::new("cmc_001", "hhni_001", "status_update", payload);
+                    client.send(&message, Format::MessagePack).await.unwrap();
+                    ids.push(message.message_id);
+                    confirmed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                ids
+            })
+        };
+        while confirmed.load(std::sync::atomic::Ordering::SeqCst) < MESSAGES / 4 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let pid = stack.serve.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([&format!("-{signal}"), &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = stack.serve.wait().unwrap();
+        if signal == "TERM" {
+            assert!(status.success(), "serve exits 0 on SIGTERM: {status:?}");
+        }
+        stack.serve = start_with(
+            &stack.path,
+            &stack.namespace,
+            &["serve"],
+            "aimbus is serving",
+            &env,
+        );
+        let ids = publishing.await.unwrap();
+        for _ in 0..1_200 {
+            while let Some(copy) = channel
+                .basic_get(
+                    tap.as_str().into(),
+                    lapin::options::BasicGetOptions { no_ack: true },
+                )
+                .await
+                .unwrap()
+            {
+                if let Some(id) = copy.delivery.properties.message_id() {
+                    *forwards.entry(id.as_str().to_owned()).or_default() += 1;
+                }
+            }
+            if ids.iter().all(|id| forwards.contains_key(id)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let lost = ids.iter().filter(|id| !forwards.contains_key(*id)).count();
+        let twice: usize = ids
+            .iter()
+            .map(|id| forwards.get(id).copied().unwrap_or(1).saturating_sub(1))
+            .sum();
+        let passive = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let dead = channel
+            .queue_declare(
+                names.dead_letter_queue().as_str().into(),
+                passive,
+                Default::default(),
+            )
+            .await
+            .unwrap()
+            .message_count();
+        println!(
+            "fault serve-sig{}: sent {MESSAGES}, confirmed {}, delivered {}, forwarded twice {twice}, dead-lettered {dead}, lost {lost}",
+            signal.to_lowercase(),
+            ids.len(),
+            ids.len() - lost,
+        );
+        assert_eq!((lost, dead), (0, 0), "after SIG{signal}");
+        if signal == "TERM" {
+            assert_eq!(twice, 0, "a drained bus forwards nothing twice");
+        }
+    }
+    stack.stop().await;
+}
