@@ -673,7 +673,7 @@ async fn requests_in_flight_when_the_connections_drop_fail_at_once_and_are_answe
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let closed_at = Instant::now();
-    let _broker = tokio::task::spawn_blocking(move || {
+    let broker = tokio::task::spawn_blocking(move || {
         broker.close_connections();
         broker
     })
@@ -711,6 +711,51 @@ async fn requests_in_flight_when_the_connections_drop_fail_at_once_and_are_answe
     assert_eq!(
         answered_before_loss, 0,
         "the handler is slower than the loss"
+    );
+    assert_eq!(routed_answered, EACH);
+    assert_eq!(requested_answered, EACH);
+    // The same request streams through a broker restart (reply queues and all gone).
+    let started = Instant::now();
+    let routed: Vec<_> = (0..EACH)
+        .map(|n| {
+            let router = bus.router.clone();
+            let message = request(3 * EACH + n);
+            tokio::spawn(async move { router.route(message).await.map(|_| ()) })
+        })
+        .collect();
+    let requested: Vec<_> = (0..EACH)
+        .map(|n| {
+            let client = Arc::clone(&client);
+            let message = request(4 * EACH + n);
+            tokio::spawn(async move {
+                client
+                    .request(message, Format::MessagePack, Duration::from_secs(60))
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _broker = tokio::task::spawn_blocking(move || {
+        broker.restart();
+        broker
+    })
+    .await
+    .unwrap();
+    let mut routed_answered = 0;
+    for task in routed {
+        match task.await.unwrap() {
+            Ok(()) => routed_answered += 1,
+            Err(error) => eprintln!("routed request failed: {error}"),
+        }
+    }
+    let mut requested_answered = 0;
+    for task in requested {
+        requested_answered += usize::from(task.await.unwrap().is_ok());
+    }
+    println!(
+        "fault request-restart: routed answered {routed_answered}/{EACH}, BusClient answered {requested_answered}/{EACH} through a broker restart, in {:?}",
+        started.elapsed()
     );
     assert_eq!(routed_answered, EACH);
     assert_eq!(requested_answered, EACH);

@@ -180,9 +180,11 @@ impl AmqpTransport {
     }
 }
 
+/// The bus's own link is down, not the system: an interruption (retried outside the
+/// budget, no mark against the system's breaker; its health check says disconnected).
 fn disconnected() -> DeliveryFuture {
     Box::pin(async {
-        Err(DeliveryFailure::Unreachable(
+        Err(DeliveryFailure::Interrupted(
             "not connected to the broker".into(),
         ))
     })

@@ -123,8 +123,21 @@ impl BusClient {
         timeout: Duration,
     ) -> Result<ReplyMessage, Error> {
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         loop {
-            let session = self.session().await?;
+            // The broker may be away (restarting): keep trying until the deadline.
+            let session = match self.session().await {
+                Ok(session) => session,
+                Err(error) => {
+                    let wait = backoff.next_wait();
+                    if tokio::time::Instant::now() + wait >= deadline {
+                        return Err(error);
+                    }
+                    tracing::debug!(%error, "request waits for the broker");
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            };
             message.reply_to = Some(session.inbox.queue().to_owned());
             let pending = session.inbox.expect_correlation(message.message_id.clone());
             self.send(&message, format).await?;

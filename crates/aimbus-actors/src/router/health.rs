@@ -130,9 +130,10 @@ impl HealthMonitor {
                     match tokio::time::timeout(timeout, delivered).await {
                         Err(_) => Probe::Failed(format!("no answer within {timeout:?}")),
                         Ok(Err(_)) => Probe::Unreachable("the system's actor stopped".into()),
-                        Ok(Ok(Err(DeliveryFailure::Unreachable(reason)))) => {
-                            Probe::Unreachable(reason)
-                        }
+                        Ok(Ok(Err(
+                            DeliveryFailure::Unreachable(reason)
+                            | DeliveryFailure::Interrupted(reason),
+                        ))) => Probe::Unreachable(reason),
                         Ok(Ok(Err(failure))) => Probe::Failed(failure.to_string()),
                         Ok(Ok(Ok(_))) => Probe::Answered,
                     }
