@@ -6,7 +6,13 @@
 //! 50 ms) until the last message was handled. The bus, the SDK system and the publisher
 //! share the process, so a leak in any of them shows. Needs RabbitMQ on 127.0.0.1:5672.
 //!
-//! Run: `cargo bench -p aimbus-benches --bench overload` (`-- --messages N` to resize).
+//! Most of what grows is the two dedup windows (the ingress's forwarded ids, the
+//! system's answers) filling up to their bound, `amqp.dedup_window` ids (100,000) and
+//! `amqp.dedup_window_mib` each; `--dedup-window N` sets a smaller bound to show the
+//! plateau past it.
+//!
+//! Run: `cargo bench -p aimbus-benches --bench overload` (`-- --messages N` to resize,
+//! `--dedup-window N`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -53,12 +59,13 @@ async fn ready_in(channel: &lapin::Channel, queue: &str) -> u32 {
         .message_count()
 }
 
-async fn run(messages: usize) {
+async fn run(messages: usize, dedup_window: Option<usize>) {
     let namespace = format!("aimbus-overload-{}", uuid_like());
     // One source floods: its rate limit would park the flood in the broker too, but
     // slowly; the bench is after the bus's memory while it works at full speed.
+    let window = dedup_window.map_or(String::new(), |n| format!("dedup_window = {n}\n"));
     let toml = format!(
-        "[amqp]\nurl = \"{URL}\"\nnamespace = \"{namespace}\"\n\
+        "[amqp]\nurl = \"{URL}\"\nnamespace = \"{namespace}\"\n{window}\
          [rate_limiting]\nenable_rate_limiting = false\n"
     );
     let config =
@@ -192,6 +199,7 @@ async fn run(messages: usize) {
         json!({
             "bench": "overload",
             "messages": messages,
+            "dedup_window": config.amqp().dedup_window,
             "delivered": delivered,
             "dead_lettered": dead_lettered,
             "baseline_rss_kib": baseline,
@@ -217,10 +225,15 @@ fn uuid_like() -> String {
     )
 }
 
+/// The number after `flag` on the command line.
+fn arg(flag: &str) -> Option<usize> {
+    std::env::args().skip_while(|a| a != flag).nth(1).map(|v| {
+        v.parse()
+            .unwrap_or_else(|_| panic!("{flag} takes a number"))
+    })
+}
+
 fn main() {
-    let messages = std::env::args()
-        .skip_while(|a| a != "--messages")
-        .nth(1)
-        .map_or(100_000, |v| v.parse().expect("--messages takes a number"));
-    actix_rt::System::new().block_on(run(messages));
+    let messages = arg("--messages").unwrap_or(100_000);
+    actix_rt::System::new().block_on(run(messages, arg("--dedup-window")));
 }
