@@ -1327,11 +1327,13 @@ async fn an_sdk_poison_message_is_dead_lettered_at_the_delivery_limit(settings: 
         "the two parked deliveries were counted in the header"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        calls.load(Ordering::SeqCst),
-        3,
-        "exactly delivery_limit deliveries"
+    let deliveries = calls.load(Ordering::SeqCst);
+    println!(
+        "fault sdk-poison ({settings:?}): sent 1, confirmed 1, delivered {deliveries} times, dead-lettered {}, lost {}",
+        listed.len(),
+        1 - listed.len().min(1),
     );
+    assert_eq!(deliveries, 3, "exactly delivery_limit deliveries");
     bus.remove().await;
 }
 
