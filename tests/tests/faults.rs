@@ -602,6 +602,66 @@ async fn a_forwarded_message_seen_again_after_a_reconnect_reaches_its_system_onc
     );
 }
 
+/// A `data_request` to fault_001, told apart by `n`.
+fn data_request(n: usize) -> IntegrationMessage {
+    let payload = json!({"n": n}).as_object().unwrap().clone();
+    IntegrationMessage::new("cmc_001", "fault_001", "data_request", payload)
+}
+
+type Answers = Vec<tokio::task::JoinHandle<Result<(), String>>>;
+
+/// `count` requests through the bus's router (whose retry policy asks again on a new
+/// connection) and as many through `client` (which asks again when its reply queue is
+/// gone), numbered from `first`, all started now.
+fn request_streams(
+    bus: &FaultBus,
+    client: &Arc<BusClient>,
+    first: usize,
+    count: usize,
+) -> (Answers, Answers) {
+    let routed = (first..first + count)
+        .map(|n| {
+            let router = bus.router.clone();
+            tokio::spawn(async move {
+                router
+                    .route(data_request(n))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    let requested = (first + count..first + 2 * count)
+        .map(|n| {
+            let client = Arc::clone(client);
+            tokio::spawn(async move {
+                client
+                    .request(
+                        data_request(n),
+                        Format::MessagePack,
+                        Duration::from_secs(60),
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    (routed, requested)
+}
+
+/// How many of `tasks` were answered (each failure said on stderr).
+async fn answered(tasks: Answers) -> usize {
+    let mut answered = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => answered += 1,
+            Err(error) => eprintln!("request failed: {error}"),
+        }
+    }
+    answered
+}
+
 #[actix_rt::test]
 async fn requests_in_flight_when_the_connections_drop_fail_at_once_and_are_answered_again() {
     let Some(broker) = FaultBroker::start(3) else {
@@ -630,10 +690,6 @@ async fn requests_in_flight_when_the_connections_drop_fail_at_once_and_are_answe
             .await
             .unwrap(),
     );
-    let request = |n: usize| {
-        let payload = json!({"n": n}).as_object().unwrap().clone();
-        IntegrationMessage::new("cmc_001", "fault_001", "data_request", payload)
-    };
     let transport = bus.bridge.transport();
     let started = Instant::now();
     // Straight to the AMQP transport (no retries): each must fail soon after the loss.
@@ -642,7 +698,7 @@ async fn requests_in_flight_when_the_connections_drop_fail_at_once_and_are_answe
             let delivery = aimbus_actors::Transport::deliver(
                 transport.as_ref(),
                 &bus.system,
-                Arc::new(request(n)),
+                Arc::new(data_request(n)),
             );
             tokio::spawn(async move {
                 let outcome = tokio::time::timeout(Duration::from_secs(20), delivery).await;
@@ -650,27 +706,7 @@ async fn requests_in_flight_when_the_connections_drop_fail_at_once_and_are_answe
             })
         })
         .collect();
-    // Through the router, whose retry policy asks again on the new connection.
-    let routed: Vec<_> = (0..EACH)
-        .map(|n| {
-            let router = bus.router.clone();
-            let message = request(EACH + n);
-            tokio::spawn(async move { router.route(message).await.map(|_| ()) })
-        })
-        .collect();
-    // Through the SDK's client, which asks again when its reply queue is gone.
-    let requested: Vec<_> = (0..EACH)
-        .map(|n| {
-            let client = Arc::clone(&client);
-            let message = request(2 * EACH + n);
-            tokio::spawn(async move {
-                client
-                    .request(message, Format::MessagePack, Duration::from_secs(60))
-                    .await
-                    .map(|_| ())
-            })
-        })
-        .collect();
+    let (routed, requested) = request_streams(&bus, &client, EACH, EACH);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let closed_at = Instant::now();
     let broker = tokio::task::spawn_blocking(move || {
@@ -689,17 +725,7 @@ async fn requests_in_flight_when_the_connections_drop_fail_at_once_and_are_answe
             Err(_) => panic!("a request waited 20 s for a reply that could never come"),
         }
     }
-    let mut routed_answered = 0;
-    for task in routed {
-        match task.await.unwrap() {
-            Ok(()) => routed_answered += 1,
-            Err(error) => eprintln!("routed request failed: {error}"),
-        }
-    }
-    let mut requested_answered = 0;
-    for task in requested {
-        requested_answered += usize::from(task.await.unwrap().is_ok());
-    }
+    let (routed_answered, requested_answered) = (answered(routed).await, answered(requested).await);
     println!(
         "fault request-streams: {EACH} direct (answered before the loss {answered_before_loss}, slowest failure {slowest_failure:?} after it), routed answered {routed_answered}/{EACH}, BusClient answered {requested_answered}/{EACH}, in {:?}",
         started.elapsed()
@@ -716,25 +742,7 @@ async fn requests_in_flight_when_the_connections_drop_fail_at_once_and_are_answe
     assert_eq!(requested_answered, EACH);
     // The same request streams through a broker restart (reply queues and all gone).
     let started = Instant::now();
-    let routed: Vec<_> = (0..EACH)
-        .map(|n| {
-            let router = bus.router.clone();
-            let message = request(3 * EACH + n);
-            tokio::spawn(async move { router.route(message).await.map(|_| ()) })
-        })
-        .collect();
-    let requested: Vec<_> = (0..EACH)
-        .map(|n| {
-            let client = Arc::clone(&client);
-            let message = request(4 * EACH + n);
-            tokio::spawn(async move {
-                client
-                    .request(message, Format::MessagePack, Duration::from_secs(60))
-                    .await
-                    .map(|_| ())
-            })
-        })
-        .collect();
+    let (routed, requested) = request_streams(&bus, &client, 3 * EACH, EACH);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _broker = tokio::task::spawn_blocking(move || {
         broker.restart();
@@ -742,17 +750,7 @@ async fn requests_in_flight_when_the_connections_drop_fail_at_once_and_are_answe
     })
     .await
     .unwrap();
-    let mut routed_answered = 0;
-    for task in routed {
-        match task.await.unwrap() {
-            Ok(()) => routed_answered += 1,
-            Err(error) => eprintln!("routed request failed: {error}"),
-        }
-    }
-    let mut requested_answered = 0;
-    for task in requested {
-        requested_answered += usize::from(task.await.unwrap().is_ok());
-    }
+    let (routed_answered, requested_answered) = (answered(routed).await, answered(requested).await);
     println!(
         "fault request-restart: routed answered {routed_answered}/{EACH}, BusClient answered {requested_answered}/{EACH} through a broker restart, in {:?}",
         started.elapsed()

@@ -134,6 +134,25 @@ impl Acks {
         self.handle.shared.wake.notify_one();
     }
 
+    /// Settles a delivery whose parked copy was published: acked once the broker
+    /// confirmed the copy, handed back (uncounted) if parking failed.
+    pub async fn after_parking(
+        &self,
+        delivery_tag: u64,
+        parked: Result<(), Error>,
+    ) -> Result<(), Error> {
+        match parked {
+            Ok(()) => {
+                self.ack(delivery_tag);
+                Ok(())
+            }
+            Err(error) => {
+                tracing::warn!(%error, "message returned to the queue uncounted");
+                self.nack(delivery_tag, true).await
+            }
+        }
+    }
+
     /// Hands the delivery back to the broker at once, alone (`requeue`) or to its dead
     /// letters. The tag stays open until the nack is sent, so no `multiple` ack covers it.
     pub async fn nack(&self, delivery_tag: u64, requeue: bool) -> Result<(), Error> {

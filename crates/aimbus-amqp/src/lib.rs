@@ -7,6 +7,7 @@
 mod acks;
 mod dead_letters;
 mod dedup;
+mod drain;
 pub mod envelope;
 mod error;
 mod link;
@@ -21,6 +22,7 @@ pub mod trace_context;
 pub use acks::Acks;
 pub use dead_letters::{DeadLetter, DeadLetters, Selection};
 pub use dedup::{Begin, DedupWindow, Handling};
+pub use drain::drain;
 pub use error::Error;
 pub use link::{close, until_channel_lost, until_lost};
 pub use names::{INGRESS_ROUTING_KEY, Names};

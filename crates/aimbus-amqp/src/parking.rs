@@ -17,8 +17,8 @@ use lapin::BasicProperties;
 use lapin::message::Delivery;
 use lapin::types::AMQPValue;
 
-use crate::envelope::{FAILED_DELIVERIES_HEADER, NOT_BEFORE_HEADER};
-use crate::publisher::{Publisher, with_header};
+use crate::envelope::{FAILED_DELIVERIES_HEADER, NOT_BEFORE_HEADER, count_header};
+use crate::publisher::{Publisher, with_headers};
 use crate::{Error, Names};
 
 /// The shortest delay level; each next one is twice as long.
@@ -41,6 +41,35 @@ const MAX_PAUSE: Duration = Duration::from_secs(10);
 /// the ingress and in an SDK system's queue.
 pub fn pause_after(failed: u32) -> Duration {
     Duration::from_millis(SHORTEST_LEVEL_MS << failed.min(6)).min(MAX_PAUSE)
+}
+
+/// What a message whose delivery just failed (for now) does next: the ladder the
+/// ingress and SDK systems share.
+#[derive(Debug, PartialEq)]
+pub enum AfterFailure {
+    /// Parked until `until`, `failed` deliveries counted.
+    Retry { until: SystemTime, failed: u32 },
+    /// `amqp.delivery_limit` deliveries failed: dead-lettered with this reason.
+    GiveUp { reason: String },
+}
+
+/// The next step for a delivery (its failed count in `properties`) that failed with
+/// `last`, under `delivery_limit`.
+pub fn after_failure(
+    properties: &BasicProperties,
+    delivery_limit: u32,
+    last: impl std::fmt::Display,
+) -> AfterFailure {
+    let failed = count_header(properties, FAILED_DELIVERIES_HEADER).saturating_add(1);
+    if failed < delivery_limit {
+        return AfterFailure::Retry {
+            until: SystemTime::now() + pause_after(failed),
+            failed,
+        };
+    }
+    AfterFailure::GiveUp {
+        reason: format!("delivery_limit: {failed} deliveries failed (last: {last})"),
+    }
 }
 
 /// Every delay level, shortest first.
@@ -95,18 +124,12 @@ impl Publisher {
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO);
         let level = level_for(wait);
-        let mut properties = with_header(
+        let not_before = (NOT_BEFORE_HEADER, AMQPValue::LongLongInt(epoch_ms(until)));
+        let counted = failed.map(|failed| (FAILED_DELIVERIES_HEADER, AMQPValue::LongUInt(failed)));
+        let properties = with_headers(
             &delivery.properties,
-            NOT_BEFORE_HEADER,
-            AMQPValue::LongLongInt(epoch_ms(until)),
+            [Some(not_before), counted].into_iter().flatten(),
         );
-        if let Some(failed) = failed {
-            properties = with_header(
-                &properties,
-                FAILED_DELIVERIES_HEADER,
-                AMQPValue::LongUInt(failed),
-            );
-        }
         // The level's length as the message's own expiration: equal in one queue, so
         // expiry order is arrival order. The broker drops it when dead-lettering, so the
         // message does not expire again where it returns.
@@ -120,6 +143,7 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::publisher::with_header;
 
     #[test]
     fn a_wait_parks_in_the_longest_level_that_fits_it() {
@@ -152,6 +176,32 @@ mod tests {
         let pauses: Vec<u64> = (1..=7).map(|f| pause_after(f).as_millis() as u64).collect();
         assert_eq!(pauses, [500, 1_000, 2_000, 4_000, 8_000, 10_000, 10_000]);
         assert_eq!(pause_after(u32::MAX), MAX_PAUSE);
+    }
+
+    #[test]
+    fn a_failure_is_retried_until_the_delivery_limit_then_given_up() {
+        let counted = |n: u32| {
+            with_header(
+                &BasicProperties::default(),
+                FAILED_DELIVERIES_HEADER,
+                AMQPValue::LongUInt(n),
+            )
+        };
+        let retried = after_failure(&BasicProperties::default(), 3, "x");
+        assert!(
+            matches!(retried, AfterFailure::Retry { failed: 1, .. }),
+            "{retried:?}"
+        );
+        assert!(matches!(
+            after_failure(&counted(1), 3, "x"),
+            AfterFailure::Retry { failed: 2, .. }
+        ));
+        assert_eq!(
+            after_failure(&counted(2), 3, "failed: disk full"),
+            AfterFailure::GiveUp {
+                reason: "delivery_limit: 3 deliveries failed (last: failed: disk full)".into()
+            }
+        );
     }
 
     #[test]

@@ -152,7 +152,17 @@ pub(crate) fn with_header(
     header: &str,
     value: AMQPValue,
 ) -> BasicProperties {
-    let mut headers = properties.headers().clone().unwrap_or_default();
-    headers.insert(header.into(), value);
-    properties.clone().with_headers(headers)
+    with_headers(properties, [(header, value)])
+}
+
+/// `properties` with `headers` set, the table copied once.
+pub(crate) fn with_headers<'h>(
+    properties: &BasicProperties,
+    headers: impl IntoIterator<Item = (&'h str, AMQPValue)>,
+) -> BasicProperties {
+    let mut table = properties.headers().clone().unwrap_or_default();
+    for (header, value) in headers {
+        table.insert(header.into(), value);
+    }
+    properties.clone().with_headers(table)
 }

@@ -56,13 +56,7 @@ pub async fn declare_bus(channel: &Channel, names: &Names) -> Result<(), Error> 
             .exchange_declare(name.into(), kind, durable_exchange(), FieldTable::default())
             .await?;
     }
-    let ingress_returns = returns_key(&names.ingress());
-    let queues = [
-        (names.ingress(), names.ingress(), INGRESS_ROUTING_KEY),
-        (names.ingress(), names.returns(), ingress_returns.as_str()),
-        (names.dead_letter_queue(), names.dead(), ""),
-    ];
-    for (queue, exchange, key) in queues {
+    for queue in [names.ingress(), names.dead_letter_queue()] {
         channel
             .queue_declare(
                 queue.as_str().into(),
@@ -70,7 +64,22 @@ pub async fn declare_bus(channel: &Channel, names: &Names) -> Result<(), Error> 
                 FieldTable::default(),
             )
             .await?;
-        bind(channel, &queue, &exchange, key).await?;
+    }
+    let bindings = [
+        (
+            names.ingress(),
+            names.ingress(),
+            INGRESS_ROUTING_KEY.to_owned(),
+        ),
+        (
+            names.ingress(),
+            names.returns(),
+            returns_key(&names.ingress()),
+        ),
+        (names.dead_letter_queue(), names.dead(), String::new()),
+    ];
+    for (queue, exchange, key) in bindings {
+        bind(channel, &queue, &exchange, &key).await?;
     }
     // What expires in a delay queue goes back, by its key, to the queue it was parked from.
     let mut returns = FieldTable::default();

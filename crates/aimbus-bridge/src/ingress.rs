@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use aimbus_core::{AmqpConfig, Codec, IntegrationMessage, Keyring};
 use lapin::Connection;
 use lapin::message::Delivery;
-use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
@@ -19,7 +19,8 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use aimbus_amqp::envelope::{self, Routing};
-use aimbus_amqp::{Acks, Begin, DedupWindow, Error, Names, Publisher, parking, trace_context};
+use aimbus_amqp::parking::{self, AfterFailure};
+use aimbus_amqp::{Acks, Begin, DedupWindow, Error, Names, Publisher, trace_context};
 
 use crate::metrics;
 use crate::security::BridgeSecurity;
@@ -89,31 +90,10 @@ pub async fn start(
                 None => return,
             }
         }
-        // Shutting down: no more deliveries; those prefetched but not begun are handed
-        // back when the channel closes.
-        if let Err(error) = channel
-            .basic_cancel(CONSUMER_TAG.into(), BasicCancelOptions::default())
-            .await
-        {
-            tracing::warn!(%error, "ingress consumer not cancelled");
-        }
-        deliveries.close();
-        let in_progress = deliveries.len();
-        if tokio::time::timeout(grace, deliveries.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                in_progress = deliveries.len(),
-                grace_s = grace.as_secs(),
-                "ingress deliveries still in progress are handed back to the broker"
-            );
-        }
-        // What finished is acknowledged before the channel goes.
-        let flushed = work.acks.flushed();
+        // Shutting down; the deliveries' tasks hold the rest of the work.
+        let acks = work.acks.clone();
         drop(work);
-        let _ = tokio::time::timeout(grace, flushed).await;
-        tracing::info!(drained = in_progress, "ingress drained");
+        aimbus_amqp::drain(&channel, CONSUMER_TAG, deliveries, acks, grace).await;
     }))
 }
 
@@ -210,16 +190,7 @@ impl Work {
                     .publisher
                     .park(&self.names, &delivery, &self.queue, until, failed)
                     .await;
-                match parked {
-                    Ok(()) => {
-                        self.acks.ack(tag);
-                        return;
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "ingress message returned to the queue uncounted");
-                        self.acks.nack(tag, true).await
-                    }
-                }
+                self.acks.after_parking(tag, parked).await
             }
             // A publish we needed failed: hand the message back for another try.
             Err(error) => {
@@ -358,27 +329,25 @@ impl Work {
                 })
             }
             Err(error) if is_transient(&error) => {
-                let failed = envelope::count_header(
+                let next = parking::after_failure(
                     &delivery.properties,
-                    envelope::FAILED_DELIVERIES_HEADER,
-                )
-                .saturating_add(1);
-                if failed < self.delivery_limit {
-                    let pause = parking::pause_after(failed);
-                    tracing::info!(message_id = %request.message_id, failed, %error, "ingress message will be retried");
-                    ::metrics::counter!(metrics::INGRESS_RETRIES).increment(1);
-                    return Ok(Settle::Park {
-                        until: SystemTime::now() + pause,
-                        failed: Some(failed),
-                    });
-                }
-                let reason = format!(
-                    "delivery_limit: {failed} deliveries failed (last: {}: {error})",
-                    error.kind()
+                    self.delivery_limit,
+                    format_args!("{}: {error}", error.kind()),
                 );
-                self.dead_letter(delivery, &reason)
-                    .await
-                    .map(|()| Settle::Ack)
+                match next {
+                    AfterFailure::Retry { until, failed } => {
+                        tracing::info!(message_id = %request.message_id, failed, %error, "ingress message will be retried");
+                        ::metrics::counter!(metrics::INGRESS_RETRIES).increment(1);
+                        Ok(Settle::Park {
+                            until,
+                            failed: Some(failed),
+                        })
+                    }
+                    AfterFailure::GiveUp { reason } => self
+                        .dead_letter(delivery, &reason)
+                        .await
+                        .map(|()| Settle::Ack),
+                }
             }
             Err(error) => {
                 let reason = format!("{}: {error}", error.kind());

@@ -3,11 +3,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use aimbus_amqp::envelope::{self, FAILED_DELIVERIES_HEADER, OUTCOME_HEADER, Routing};
-use aimbus_amqp::{Acks, Begin, DedupWindow, Names, Publisher, parking, topology, trace_context};
+use aimbus_amqp::envelope::{self, OUTCOME_HEADER, Routing};
+use aimbus_amqp::parking::{self, AfterFailure};
+use aimbus_amqp::{Acks, Begin, DedupWindow, Names, Publisher, topology, trace_context};
 use aimbus_core::{AmqpConfig, Backoff, Codec, IntegrationMessage, Keyring, SystemInfo};
 use lapin::message::Delivery;
-use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use serde_json::{Map, Value, json};
@@ -178,12 +179,13 @@ impl SystemWorker {
         F: Fn(IntegrationMessage) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Map<String, Value>, HandlerError>> + Send + 'static,
     {
+        let names = Names::new(&self.options.amqp.namespace);
         let shared = Arc::new(Shared {
             handler,
-            names: Names::new(&self.options.amqp.namespace),
+            queue: names.queue_of(&self.system),
+            names,
             codec: self.codec,
             system_id: self.system.system_id.clone(),
-            queue: Names::new(&self.options.amqp.namespace).queue_of(&self.system),
             delivery_limit: self.options.amqp.delivery_limit,
             answered: Mutex::new(DedupWindow::new(
                 self.options.amqp.dedup_window,
@@ -289,16 +291,7 @@ impl SystemWorker {
                             let parked = publisher
                                 .park(&shared.names, &delivery, &shared.queue, until, failed)
                                 .await;
-                            match parked {
-                                Ok(()) => {
-                                    acks.ack(tag);
-                                    return;
-                                }
-                                Err(error) => {
-                                    tracing::warn!(%error, "message returned to the queue uncounted");
-                                    acks.nack(tag, true).await
-                                }
-                            }
+                            acks.after_parking(tag, parked).await
                         }
                         // The requester's reply queue is gone (it reconnected or quit):
                         // the work is done and nobody waits for its answer.
@@ -327,34 +320,11 @@ impl SystemWorker {
             () = aimbus_amqp::until_lost(connection) => false,
         };
         if stopped {
-            self.drain(&channel, deliveries, acks).await;
+            let (tag, grace) = (&self.system.system_id, self.options.amqp.shutdown_grace());
+            aimbus_amqp::drain(&channel, tag, deliveries, acks, grace).await;
         }
         aimbus_amqp::close(connection).await;
         Ok(())
-    }
-
-    /// No more deliveries; those in progress finish (within the grace) and are
-    /// acknowledged before the connection closes, which hands back the rest.
-    async fn drain(&self, channel: &lapin::Channel, deliveries: TaskTracker, acks: Acks) {
-        let system_id = &self.system.system_id;
-        let cancelled = channel
-            .basic_cancel(system_id.as_str().into(), BasicCancelOptions::default())
-            .await;
-        if let Err(error) = cancelled {
-            tracing::warn!(%system_id, %error, "consumer not cancelled");
-        }
-        let grace = self.options.amqp.shutdown_grace();
-        deliveries.close();
-        if tokio::time::timeout(grace, deliveries.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(%system_id, in_progress = deliveries.len(), "messages still in progress are handed back to the broker");
-        }
-        let flushed = acks.flushed();
-        drop(acks);
-        let _ = tokio::time::timeout(grace, flushed).await;
-        tracing::info!(%system_id, "system worker drained");
     }
 }
 
@@ -458,20 +428,26 @@ where
         delivery: &Delivery,
         reason: &str,
     ) -> Result<Settle, Error> {
-        let failed = envelope::count_header(&delivery.properties, FAILED_DELIVERIES_HEADER)
-            .saturating_add(1);
-        if failed < self.delivery_limit {
-            tracing::info!(system_id = %self.system_id, failed, "message will be retried");
-            return Ok(Settle::Park {
-                until: SystemTime::now() + parking::pause_after(failed),
-                failed: Some(failed),
-            });
+        let next = parking::after_failure(
+            &delivery.properties,
+            self.delivery_limit,
+            format_args!("failed: {reason}"),
+        );
+        match next {
+            AfterFailure::Retry { until, failed } => {
+                tracing::info!(system_id = %self.system_id, failed, "message will be retried");
+                Ok(Settle::Park {
+                    until,
+                    failed: Some(failed),
+                })
+            }
+            AfterFailure::GiveUp { reason } => {
+                publisher
+                    .dead_letter(&self.names, delivery, &reason)
+                    .await?;
+                Ok(Settle::Ack)
+            }
         }
-        let reason = format!("delivery_limit: {failed} deliveries failed (last: failed: {reason})");
-        publisher
-            .dead_letter(&self.names, delivery, &reason)
-            .await?;
-        Ok(Settle::Ack)
     }
 
     /// The handler's answer to `message`, opened first and sealed after when it came
