@@ -29,7 +29,7 @@ pub use model::{
     PerformanceMetrics, RegistryEvent, RequestOutcome, SystemInfo, SystemType, interface,
 };
 pub use registry::{
-    Compatibility, IntegrationSummary, Registration, Registry, RegistrySummary, RequestTotals,
-    SystemMetadata,
+    Compatibility, IntegrationSummary, PlannedRegistration, Registration, Registry,
+    RegistrySummary, RequestTotals, SystemMetadata,
 };
 pub use signing::{SigningKeys, canonical as signing_canonical};

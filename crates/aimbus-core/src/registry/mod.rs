@@ -6,7 +6,7 @@ mod summary;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use summary::{Compatibility, IntegrationSummary, RegistrySummary, RequestTotals};
@@ -20,6 +20,18 @@ use crate::{
 pub struct SystemMetadata {
     pub registered_at: DateTime<Utc>,
     pub last_updated: DateTime<Utc>,
+}
+
+/// A registration checked against the registry, with the entry it will become: see
+/// [`Registry::plan_registration`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedRegistration {
+    pub info: SystemInfo,
+    pub metadata: SystemMetadata,
+    /// Every version the id will have had, oldest first.
+    pub versions: Vec<String>,
+    /// The version it replaces, for an upgrade.
+    pub previous_version: Option<String>,
 }
 
 /// What [`Registry::register`] did.
@@ -79,66 +91,89 @@ impl Registry {
     /// cycle. O((d + c + i) log n) for d dependencies, c capabilities and i interfaces,
     /// plus, only when others already depend on this id, one search of its ancestors.
     pub fn register(&mut self, info: SystemInfo) -> Result<Registration, Error> {
+        let planned = self.plan_registration(info)?;
+        Ok(self.commit_registration(planned))
+    }
+
+    /// Checks a registration without changing anything, and says what it will write: a
+    /// durable registry commits the plan to its store first, then here with
+    /// [`Registry::commit_registration`], so memory never holds what the store does not.
+    pub fn plan_registration(&self, info: SystemInfo) -> Result<PlannedRegistration, Error> {
         info.validate()?;
-        let id = info.system_id.clone();
-        let previous_version = match self.systems.get(&id) {
-            Some(entry) if entry.info.version == info.version => {
+        let id = &info.system_id;
+        let existing = self.systems.get(id);
+        if let Some(entry) = existing {
+            if entry.info.version == info.version {
                 return Err(Error::DuplicateSystem {
-                    system_id: id,
+                    system_id: id.clone(),
                     version: info.version,
                 });
             }
-            Some(entry) => Some(entry.info.version.clone()),
-            None => None,
-        };
+        }
         for dependency in &info.dependencies {
-            if *dependency == id {
+            if dependency == id {
                 return Err(Error::DependencyCycle {
-                    cycle: vec![id.clone(), id],
+                    cycle: vec![id.clone(), id.clone()],
                 });
             }
             if !self.systems.contains_key(dependency) {
                 return Err(Error::UnknownDependency {
-                    system_id: id,
+                    system_id: id.clone(),
                     dependency: dependency.clone(),
                 });
             }
         }
         // A cycle through `id` needs someone to depend on it already.
-        if self.dependents.get(&id).is_some_and(|d| !d.is_empty()) {
-            if let Some(cycle) = self.path_to(&info.dependencies, &id) {
+        if self.dependents.get(id).is_some_and(|d| !d.is_empty()) {
+            if let Some(cycle) = self.path_to(&info.dependencies, id) {
                 return Err(Error::DependencyCycle { cycle });
             }
         }
-
-        let now = Utc::now();
-        let registered_at = match self.systems.remove(&id) {
-            Some(old) => {
-                self.unindex(&old.info);
-                old.metadata.registered_at
-            }
-            None => now,
-        };
-        self.index(&info);
-        let versions = self.version_tracker.entry(id.clone()).or_default();
+        // Whole microseconds: what a store keeps, so a restored entry equals this one.
+        let now = Utc::now().trunc_subsecs(6);
+        let mut versions = self.version_history(id).to_vec();
         if !versions.contains(&info.version) {
             versions.push(info.version.clone());
         }
-        self.systems.insert(
-            id,
-            Entry {
-                info,
-                metadata: SystemMetadata {
-                    registered_at,
-                    last_updated: now,
-                },
+        Ok(PlannedRegistration {
+            previous_version: existing.map(|e| e.info.version.clone()),
+            metadata: SystemMetadata {
+                registered_at: existing.map_or(now, |e| e.metadata.registered_at),
+                last_updated: now,
             },
-        );
-        self.last_changed = now;
-        Ok(match previous_version {
+            versions,
+            info,
+        })
+    }
+
+    /// Applies a plan made by [`Registry::plan_registration`] against this same state.
+    pub fn commit_registration(&mut self, planned: PlannedRegistration) -> Registration {
+        let PlannedRegistration {
+            info,
+            metadata,
+            versions,
+            previous_version,
+        } = planned;
+        self.restore(info, metadata, versions);
+        match previous_version {
             Some(previous_version) => Registration::Upgraded { previous_version },
             None => Registration::Added,
-        })
+        }
+    }
+
+    /// Puts a system in as a store holds it, replacing any entry of that id, without the
+    /// checks of [`Registry::register`]: what the store holds was checked when it was
+    /// written (here or on another node), and a restart must restore it whole even where a
+    /// dependency has since been unregistered.
+    pub fn restore(&mut self, info: SystemInfo, metadata: SystemMetadata, versions: Vec<String>) {
+        let id = info.system_id.clone();
+        if let Some(old) = self.systems.remove(&id) {
+            self.unindex(&old.info);
+        }
+        self.index(&info);
+        self.version_tracker.insert(id.clone(), versions);
+        self.last_changed = metadata.last_updated.max(self.last_changed);
+        self.systems.insert(id, Entry { info, metadata });
     }
 
     /// Removes a system from the registry and every index. Systems that depend on it stay
