@@ -182,7 +182,9 @@ fn start_bus(
             bridge.declare_systems([&system]).await.unwrap();
             let transports = TransportSet::new(Arc::new(InProcessTransport::new()))
                 .with_interface("amqp", bridge.transport());
-            let registry = RegistryHandle::start(&config, transports);
+            let registry = RegistryHandle::in_memory(&config, transports)
+                .await
+                .unwrap();
             registry.register(system).await.unwrap();
             let router = RouterHandle::start(Arc::clone(&config), registry)
                 .await

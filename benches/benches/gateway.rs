@@ -76,7 +76,10 @@ fn start_servers() -> (String, String, String) {
         system.block_on(async move {
             let config = Config::from_toml_str("bench", CONFIG, Vec::new(), ".".into()).unwrap();
             let systems = Arc::new(InProcessTransport::new());
-            let registry = RegistryHandle::start(&config, TransportSet::new(Arc::clone(&systems)));
+            let registry =
+                RegistryHandle::in_memory(&config, TransportSet::new(Arc::clone(&systems)))
+                    .await
+                    .unwrap();
             for (id, kind) in [("cmc_001", "cmc"), ("hhni_001", "hhni")] {
                 let info: SystemInfo = serde_json::from_value(json!({
                     "system_id": id, "system_type": kind, "name": id, "version": "1",

@@ -175,7 +175,9 @@ async fn start_routed() -> RouterHandle {
     }))
     .unwrap();
     in_process.register(&system.system_id, echo);
-    let registry = RegistryHandle::start(&config, TransportSet::new(in_process));
+    let registry = RegistryHandle::in_memory(&config, TransportSet::new(in_process))
+        .await
+        .unwrap();
     registry.register(system).await.unwrap();
     RouterHandle::start(config, registry).await.unwrap()
 }

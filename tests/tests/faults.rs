@@ -171,7 +171,9 @@ impl FaultBus {
         bridge.declare_systems([&system]).await.unwrap();
         let transports = TransportSet::new(Arc::new(InProcessTransport::new()))
             .with_interface("amqp", bridge.transport());
-        let registry = RegistryHandle::start(&config, transports);
+        let registry = RegistryHandle::in_memory(&config, transports)
+            .await
+            .unwrap();
         registry.register(system.clone()).await.unwrap();
         let router = RouterHandle::start(Arc::clone(&config), registry)
             .await

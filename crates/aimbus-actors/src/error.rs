@@ -44,6 +44,16 @@ pub enum Error {
     },
     #[error("message `{message_id}` expired before it could be delivered")]
     Expired { message_id: String },
+    /// A registry write the store did not commit (it was away, or refused).
+    #[error("the registry store did not commit the change")]
+    Store {
+        #[source]
+        source: aimbus_store::Error,
+        retry_after: Duration,
+    },
+    /// A registry write refused without trying: the store failed the last one moments ago.
+    #[error("the registry store is unavailable; retry after {retry_after:?}")]
+    StoreUnavailable { retry_after: Duration },
 }
 
 impl Error {
@@ -76,6 +86,14 @@ impl Error {
             Error::Timeout { .. } => "timeout",
             Error::Delivery { .. } => "delivery",
             Error::SystemActorDown(_) | Error::ActorStopped(_) => "failed",
+            Error::Store { .. } | Error::StoreUnavailable { .. } => "store",
+        }
+    }
+
+    pub(crate) fn store(source: aimbus_store::Error, retry_after: Duration) -> Error {
+        Error::Store {
+            source,
+            retry_after,
         }
     }
 

@@ -3,10 +3,14 @@ use aimbus_core::{
     Config, HealthCheckResult, IntegrationStatus, Registration, Registry, SystemInfo,
 };
 
+use std::sync::Arc;
+
+use aimbus_store::{NodeRecord, RegistryStore, StatusChange};
+
 use crate::Error;
 use crate::registry_actor::{
-    ApplyHealthCheck, ChildState, GetChild, Query, Register, RegistryActor, SetStatus, Subscribe,
-    Subscription, Unregister,
+    ApplyHealthCheck, ChildState, GetChild, Leave, ListNodes, NodeIdentity, Query, Register,
+    RegistryActor, Seed, SetStatus, StatusHistory, Subscribe, Subscription, Unregister,
 };
 use crate::system_actor::{Fault, SystemDirectory};
 use crate::transport::TransportSet;
@@ -20,16 +24,49 @@ pub struct RegistryHandle {
 }
 
 impl RegistryHandle {
-    /// Starts the registry actor on the current actix arbiter; its system actors deliver
-    /// through `transports`. It takes the whole `Config`, which only exists validated, so
-    /// no unchecked setting (an event buffer of 0, say) ever reaches the actor.
-    pub fn start(config: &Config, transports: TransportSet) -> RegistryHandle {
-        let actor = RegistryActor::new(config.supervision(), transports);
+    /// Reads the registry from `store` and starts the registry actor on the current actix
+    /// arbiter, with an actor for every stored system; its system actors deliver through
+    /// `transports`. It takes the whole `Config`, which only exists validated, so no
+    /// unchecked setting (an event buffer of 0, say) ever reaches the actor.
+    pub async fn open(
+        config: &Config,
+        transports: TransportSet,
+        store: Arc<dyn RegistryStore>,
+        node: NodeIdentity,
+    ) -> Result<RegistryHandle, Error> {
+        let snapshot = store
+            .load()
+            .await
+            .map_err(|source| Error::store(source, std::time::Duration::from_secs(1)))?;
+        tracing::info!(
+            backend = store.backend(),
+            systems = snapshot.systems.len(),
+            revision = snapshot.revision,
+            "registry read from its store"
+        );
+        let actor = RegistryActor::new(config, transports, store, node, snapshot);
         let directory = actor.directory();
-        RegistryHandle {
+        Ok(RegistryHandle {
             addr: actor.start(),
             directory,
-        }
+        })
+    }
+
+    /// A registry on a store of its own in memory (SQLite's `:memory:`): the same engine
+    /// and write path as a durable one, kept only while it runs. For tests and benches.
+    pub async fn in_memory(
+        config: &Config,
+        transports: TransportSet,
+    ) -> Result<RegistryHandle, Error> {
+        let store = aimbus_store::SqliteStore::in_memory()
+            .await
+            .map_err(|source| Error::store(source, std::time::Duration::from_secs(1)))?;
+        let node = NodeIdentity {
+            node_id: "in-memory".to_owned(),
+            gateway: String::new(),
+            started_at: chrono::Utc::now(),
+        };
+        RegistryHandle::open(config, transports, Arc::new(store), node).await
     }
 
     pub fn addr(&self) -> &Addr<RegistryActor> {
@@ -53,12 +90,43 @@ impl RegistryHandle {
             .map_err(Error::stopped("registry"))
     }
 
+    /// Answers once the store committed the registration.
     pub async fn register(&self, info: SystemInfo) -> Result<Registration, Error> {
-        Ok(self.call(Register(info)).await??)
+        self.call(Register(info)).await?
     }
 
+    /// Registers a system of the systems file unless the file registered it before;
+    /// answers whether it did.
+    pub async fn seed(&self, info: SystemInfo) -> Result<bool, Error> {
+        self.call(Seed(info)).await?
+    }
+
+    /// Answers once the store committed the unregistration.
     pub async fn unregister(&self, system_id: &str) -> Result<SystemInfo, Error> {
-        Ok(self.call(Unregister(system_id.to_owned())).await??)
+        self.call(Unregister(system_id.to_owned())).await?
+    }
+
+    /// The nodes whose heartbeat is recent, ordered by id.
+    pub async fn nodes(&self) -> Result<Vec<NodeRecord>, Error> {
+        self.call(ListNodes).await?
+    }
+
+    /// A system's status changes as every node recorded them, newest first.
+    pub async fn status_history(
+        &self,
+        system_id: &str,
+        limit: u32,
+    ) -> Result<Vec<StatusChange>, Error> {
+        let query = StatusHistory {
+            system_id: system_id.to_owned(),
+            limit,
+        };
+        self.call(query).await?
+    }
+
+    /// Removes this node's heartbeat row: it is shutting down.
+    pub async fn leave(&self) -> Result<(), Error> {
+        self.call(Leave).await
     }
 
     /// Runs a read-only question against the registry inside the actor.

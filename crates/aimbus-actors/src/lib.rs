@@ -13,12 +13,13 @@ mod supervision;
 mod system_actor;
 mod transport;
 
-pub use bootstrap::start_registry;
+pub use bootstrap::seed_registry;
 pub use error::Error;
 pub use handle::RegistryHandle;
 pub use registry_actor::{
-    ApplyHealthCheck, ChildState, GetChild, Query, Register, RegistryActor, SetPerformanceMetrics,
-    SetStatus, Subscribe, Subscription, Unregister,
+    ApplyHealthCheck, ChildState, GetChild, Leave, ListNodes, NodeIdentity, Query, Register,
+    RegistryActor, Seed, SetPerformanceMetrics, SetStatus, StatusHistory, Subscribe, Subscription,
+    Unregister,
 };
 pub use router::{Route, Routed, RouterHandle};
 pub use stats::{LatencySummary, SystemMetrics};

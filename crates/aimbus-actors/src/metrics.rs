@@ -23,3 +23,5 @@ pub const SYSTEM_ERRORS: &str = "aimbus_system_errors_total";
 pub const SYSTEM_LATENCY: &str = "aimbus_system_request_duration_seconds";
 /// A system's breaker state, labelled `system_id`: 0 closed, 1 half-open, 2 open.
 pub const BREAKER_STATE: &str = "aimbus_breaker_state";
+/// Status changes not written to the store's history (the store was away or behind).
+pub const STATUS_HISTORY_DROPPED: &str = "aimbus_status_history_dropped_total";

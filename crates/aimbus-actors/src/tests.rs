@@ -64,7 +64,9 @@ async fn status(registry: &RegistryHandle, id: &str) -> IntegrationStatus {
 
 #[actix_rt::test]
 async fn each_registered_system_gets_its_own_actor() {
-    let registry = RegistryHandle::start(&Config::default(), TransportSet::default());
+    let registry = RegistryHandle::in_memory(&Config::default(), TransportSet::default())
+        .await
+        .unwrap();
     registry.register(system("a_001", &[])).await.unwrap();
     registry
         .register(system("b_001", &["a_001"]))
@@ -97,7 +99,9 @@ async fn each_registered_system_gets_its_own_actor() {
 
 #[actix_rt::test]
 async fn registry_errors_come_back_typed() {
-    let registry = RegistryHandle::start(&Config::default(), TransportSet::default());
+    let registry = RegistryHandle::in_memory(&Config::default(), TransportSet::default())
+        .await
+        .unwrap();
     registry.register(system("a_001", &[])).await.unwrap();
     let duplicate = registry.register(system("a_001", &[])).await.unwrap_err();
     assert!(matches!(
@@ -126,9 +130,12 @@ async fn registry_errors_come_back_typed() {
 
 #[actix_rt::test]
 async fn a_failing_actor_is_restarted_with_exponential_backoff_then_marked_failed() {
-    tokio::time::pause();
-    let registry = RegistryHandle::start(&supervision(100, 300, 3), TransportSet::default());
+    let registry = RegistryHandle::in_memory(&supervision(100, 300, 3), TransportSet::default())
+        .await
+        .unwrap();
     registry.register(system("a_001", &[])).await.unwrap();
+    // After the store's work: paused time would run its timeouts out at once.
+    tokio::time::pause();
     let mut events = registry.subscribe().await.unwrap().events;
 
     let mut waits = Vec::new();
@@ -178,13 +185,15 @@ async fn a_failing_actor_is_restarted_with_exponential_backoff_then_marked_faile
 
 #[actix_rt::test]
 async fn an_actor_that_runs_a_whole_window_starts_a_fresh_count() {
-    tokio::time::pause();
     let config = supervision_with(
         "restart_initial_backoff_ms = 100\nrestart_max_backoff_ms = 1000\nrestart_limit = 1\n\
          restart_window_seconds = 10\n",
     );
-    let registry = RegistryHandle::start(&config, TransportSet::default());
+    let registry = RegistryHandle::in_memory(&config, TransportSet::default())
+        .await
+        .unwrap();
     registry.register(system("a_001", &[])).await.unwrap();
+    tokio::time::pause();
     registry.report_fault("a_001", "first").await.unwrap();
     wait_for_generation(&registry, "a_001", 1).await;
     tokio::time::sleep(Duration::from_secs(11)).await;
@@ -198,7 +207,9 @@ async fn an_actor_that_runs_a_whole_window_starts_a_fresh_count() {
 
 #[actix_rt::test]
 async fn a_panicking_actor_is_restarted() {
-    let registry = RegistryHandle::start(&supervision(10, 100, 3), TransportSet::default());
+    let registry = RegistryHandle::in_memory(&supervision(10, 100, 3), TransportSet::default())
+        .await
+        .unwrap();
     registry.register(system("a_001", &[])).await.unwrap();
     let addr = registry
         .child("a_001")
@@ -220,7 +231,9 @@ async fn a_panicking_actor_is_restarted() {
 
 #[actix_rt::test]
 async fn subscribers_see_a_snapshot_then_every_change() {
-    let registry = RegistryHandle::start(&Config::default(), TransportSet::default());
+    let registry = RegistryHandle::in_memory(&Config::default(), TransportSet::default())
+        .await
+        .unwrap();
     registry.register(system("a_001", &[])).await.unwrap();
     let mut subscription = registry.subscribe().await.unwrap();
     assert_eq!(subscription.snapshot.len(), 1);
@@ -257,7 +270,9 @@ async fn subscribers_see_a_snapshot_then_every_change() {
 #[actix_rt::test]
 async fn a_slow_subscriber_is_told_it_lagged() {
     let config = supervision_with("event_buffer = 2\n");
-    let registry = RegistryHandle::start(&config, TransportSet::default());
+    let registry = RegistryHandle::in_memory(&config, TransportSet::default())
+        .await
+        .unwrap();
     let mut events = registry.subscribe().await.unwrap().events;
     for i in 0..5 {
         registry
@@ -271,7 +286,9 @@ async fn a_slow_subscriber_is_told_it_lagged() {
 #[actix_rt::test]
 async fn the_registry_mailbox_is_bounded() {
     let config = supervision_with("mailbox_capacity = 4\n");
-    let registry = RegistryHandle::start(&config, TransportSet::default());
+    let registry = RegistryHandle::in_memory(&config, TransportSet::default())
+        .await
+        .unwrap();
     // Let the actor start and apply its capacity.
     registry.query(|r| r.len()).await.unwrap();
     // Without yielding, the actor cannot drain its mailbox, so it fills up.
@@ -296,7 +313,9 @@ mod seed_test_advanced_system_integration_manager {
 
     /// The seed's fixture: a registry holding only `test_system_001`.
     async fn with_test_system() -> RegistryHandle {
-        let registry = RegistryHandle::start(&Config::default(), TransportSet::default());
+        let registry = RegistryHandle::in_memory(&Config::default(), TransportSet::default())
+            .await
+            .unwrap();
         registry
             .register(system("test_system_001", &[]))
             .await
@@ -329,9 +348,10 @@ mod seed_test_advanced_system_integration_manager {
     async fn test_integration_manager_initialization() {
         let config = Config::load(SHIPPED.as_ref(), Vec::new()).unwrap();
         let systems = SystemsFile::load(&config.systems_file()).unwrap();
-        let registry = start_registry(&config, TransportSet::default(), &systems)
+        let registry = RegistryHandle::in_memory(&config, TransportSet::default())
             .await
             .unwrap();
+        seed_registry(&registry, &systems).await.unwrap();
         let summary = registry.query(|r| r.summary()).await.unwrap();
         assert_eq!(summary.total_systems, 11);
         assert_eq!(summary.system_types.len(), 11);
@@ -346,7 +366,9 @@ mod seed_test_advanced_system_integration_manager {
 
     #[actix_rt::test]
     async fn test_system_registration() {
-        let registry = RegistryHandle::start(&Config::default(), TransportSet::default());
+        let registry = RegistryHandle::in_memory(&Config::default(), TransportSet::default())
+            .await
+            .unwrap();
         let info = system("test_system_001", &[]);
         registry.register(info.clone()).await.unwrap();
         let stored = registry
@@ -362,7 +384,9 @@ mod seed_test_advanced_system_integration_manager {
 
     #[actix_rt::test]
     async fn test_system_validation() {
-        let registry = RegistryHandle::start(&Config::default(), TransportSet::default());
+        let registry = RegistryHandle::in_memory(&Config::default(), TransportSet::default())
+            .await
+            .unwrap();
         let mut invalid = system("", &[]);
         invalid.interfaces.clear();
         let err = registry.register(invalid).await.unwrap_err();
@@ -429,7 +453,9 @@ mod seed_test_advanced_system_integration_manager {
     /// health check that verifies it makes the system healthy again.
     #[actix_rt::test]
     async fn test_handle_system_error() {
-        let registry = RegistryHandle::start(&supervision(10, 100, 3), TransportSet::default());
+        let registry = RegistryHandle::in_memory(&supervision(10, 100, 3), TransportSet::default())
+            .await
+            .unwrap();
         registry
             .register(system("test_system_001", &[]))
             .await

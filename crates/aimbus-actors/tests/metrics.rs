@@ -58,7 +58,9 @@ async fn cache_lookups_breaker_transitions_and_outcomes_are_counted() {
     in_process.register("hhni_001", |m: Arc<IntegrationMessage>| async move {
         Ok::<_, DeliveryFailure>(Reply::new(m.payload.clone()))
     });
-    let registry = RegistryHandle::start(&config, TransportSet::new(in_process));
+    let registry = RegistryHandle::in_memory(&config, TransportSet::new(in_process))
+        .await
+        .unwrap();
     let system: SystemInfo = serde_json::from_value(json!({
         "system_id": "hhni_001", "system_type": "hhni", "name": "HHNI", "version": "1",
         "interfaces": {"rest_api": "http://localhost:8003"},

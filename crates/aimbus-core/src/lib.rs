@@ -15,12 +15,12 @@ pub mod validate;
 pub use backoff::Backoff;
 pub use codec::{Codec, Compression, DecodeLimits, Format, GZIP, MAX_SUPPORTED_DEPTH};
 pub use config::{
-    AmqpConfig, AuthenticationMethod, CachingConfig, CircuitBreakerConfig, Config, CoreConfig,
-    ENV_PREFIX, EncryptionAlgorithm, EvictionPolicy, FallbackConfig, GatewayConfig, JwtAlgorithm,
-    LimitsConfig, LoadBalancingAlgorithm, LoadBalancingConfig, LogFormat, LogLevel,
+    AmqpConfig, AuthenticationMethod, CachingConfig, CircuitBreakerConfig, ClusterConfig, Config,
+    CoreConfig, ENV_PREFIX, EncryptionAlgorithm, EvictionPolicy, FallbackConfig, GatewayConfig,
+    JwtAlgorithm, LimitsConfig, LoadBalancingAlgorithm, LoadBalancingConfig, LogFormat, LogLevel,
     MonitoringConfig, OtlpProtocol, PerformanceConfig, QueueType, RateLimitingConfig,
     RegistryConfig, SecurityConfig, SlidingWindowType, SupervisionConfig, SystemsFile,
-    TelemetryConfig,
+    TelemetryConfig, host_name,
 };
 pub use crypto::{Keyring, SEALED_FIELD, new_keyring_text};
 pub use error::{Error, ErrorKind};

@@ -31,14 +31,19 @@ const BUCKETS: &[f64] = &[
 /// Installs the Prometheus exporter as the process's metrics recorder, once; later
 /// calls return the same handle. Call it before the actors start: metric handles made
 /// before it (the router's per-system ones) record nowhere.
-pub fn install_recorder() -> Result<PrometheusHandle, Error> {
+pub fn install_recorder(node_id: &str) -> Result<PrometheusHandle, Error> {
     // A lock, not a OnceLock check-then-set: two first callers must not both install.
     static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
     let mut installed = HANDLE.lock().expect("recorder lock");
     if let Some(handle) = installed.as_ref() {
         return Ok(handle.clone());
     }
-    let recorder = PrometheusBuilder::new()
+    let mut builder = PrometheusBuilder::new();
+    // Every series names its node, so several nodes' metrics can be told apart.
+    if !node_id.is_empty() {
+        builder = builder.add_global_label("node", node_id);
+    }
+    let recorder = builder
         .set_buckets_for_metric(Matcher::Suffix("seconds".into()), BUCKETS)
         .map_err(|e| Error::Metrics(e.to_string()))?
         .build_recorder();

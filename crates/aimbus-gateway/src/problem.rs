@@ -245,6 +245,15 @@ impl From<RouteError> for Problem {
                 "The system failed on the message",
                 detail,
             ),
+            // Nothing was committed: the caller may send the same write again.
+            RouteError::Store {
+                ref source,
+                retry_after,
+            } => Problem::unavailable("store-unavailable", format!("{detail}: {source}"))
+                .retry_after(retry_after),
+            RouteError::StoreUnavailable { retry_after } => {
+                Problem::unavailable("store-unavailable", detail).retry_after(retry_after)
+            }
             _ => internal(detail),
         }
     }

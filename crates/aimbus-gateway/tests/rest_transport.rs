@@ -95,7 +95,9 @@ async fn bus(base: &str) -> (RegistryHandle, RouterHandle) {
         "rest_api",
         Arc::new(RestTransport::new(config.performance()).unwrap()),
     );
-    let registry = RegistryHandle::start(&config, transports);
+    let registry = RegistryHandle::in_memory(&config, transports)
+        .await
+        .unwrap();
     let system: SystemInfo = serde_json::from_value(json!({
         "system_id": "sdf_001", "system_type": "sdf_cvf", "name": "SDF", "version": "1",
         "interfaces": {"rest_api": base},

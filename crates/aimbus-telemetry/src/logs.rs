@@ -58,19 +58,22 @@ impl<S: Subscriber> Layer<S> for SlotFiller {
     }
 }
 
-/// How the ids join a line: JSON objects get two more members, text gets two more
-/// `key=value` fields at the end.
+/// How the ids join a line: JSON objects get more members, text more `key=value` fields
+/// at the end.
 #[derive(Clone, Copy)]
 pub enum Shape {
     Json,
     Text,
 }
 
-/// Formats with `inner`, then adds the trace ids of the event's span, if it is traced.
+/// Formats with `inner`, then adds the bus node's id (when the process is one) and the
+/// trace ids of the event's span, if it is traced.
 pub struct WithTraceIds<F> {
     pub inner: F,
     pub slot: DispatchSlot,
     pub shape: Shape,
+    /// An identifier (checked by the configuration), so it needs no escaping.
+    pub node_id: Option<Arc<str>>,
 }
 
 impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
@@ -85,23 +88,38 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> std::fmt::Result {
-        let Some((trace_id, span_id)) = self.slot.ids(event) else {
+        let ids = self.slot.ids(event);
+        if ids.is_none() && self.node_id.is_none() {
             return self.inner.format_event(ctx, writer, event);
-        };
+        }
         let mut line = String::with_capacity(256);
         self.inner
             .format_event(ctx, Writer::new(&mut line), event)?;
+        let mut fields: Vec<(&str, &str)> = Vec::with_capacity(3);
+        if let Some(node_id) = &self.node_id {
+            fields.push(("node_id", node_id));
+        }
+        if let Some((trace_id, span_id)) = &ids {
+            fields.push(("trace_id", trace_id));
+            fields.push(("span_id", span_id));
+        }
         match self.shape {
             Shape::Json => match line.strip_prefix('{') {
-                Some(rest) => write!(
-                    writer,
-                    "{{\"trace_id\":\"{trace_id}\",\"span_id\":\"{span_id}\",{rest}"
-                ),
+                Some(rest) => {
+                    writer.write_char('{')?;
+                    for (key, value) in fields {
+                        write!(writer, "\"{key}\":\"{value}\",")?;
+                    }
+                    writer.write_str(rest)
+                }
                 None => writer.write_str(&line),
             },
             Shape::Text => {
-                let body = line.strip_suffix('\n').unwrap_or(&line);
-                writeln!(writer, "{body} trace_id={trace_id} span_id={span_id}")
+                writer.write_str(line.strip_suffix('\n').unwrap_or(&line))?;
+                for (key, value) in fields {
+                    write!(writer, " {key}={value}")?;
+                }
+                writeln!(writer)
             }
         }
     }

@@ -3,6 +3,7 @@
 //! spans exported over OTLP by a batch exporter with a bounded queue.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aimbus_core::{Config, LogFormat, OtlpProtocol, TelemetryConfig};
@@ -129,7 +130,11 @@ pub fn subscriber(
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
     let slot = DispatchSlot::default();
-    let logs = log_layer(json, &slot, std::io::stderr).with_filter(filter);
+    // The bus names its node on every line, so lines of several nodes can be told apart.
+    let node_id = config.cluster().node_id.as_str();
+    let bus_node =
+        (process == Process::Bus && !node_id.is_empty()).then(|| Arc::<str>::from(node_id));
+    let logs = log_layer(json, &slot, bus_node.clone(), std::io::stderr).with_filter(filter);
     let service_name = match process {
         Process::Bus => Some(settings.service_name.clone()),
         Process::Systems => Some(format!("{}-systems", settings.service_name)),
@@ -137,7 +142,8 @@ pub fn subscriber(
     };
     let (traces, telemetry) = match service_name.filter(|_| config.monitoring().enable_tracing) {
         Some(service_name) => {
-            let (provider, runtime) = tracer_provider(settings, &service_name)?;
+            let (provider, runtime) =
+                tracer_provider(settings, &service_name, bus_node.as_deref())?;
             let layer = trace_layer(provider.tracer("aimbus"));
             let telemetry = Telemetry {
                 provider: Some(provider),
@@ -164,6 +170,7 @@ pub fn subscriber(
 fn log_layer<W>(
     json: bool,
     slot: &DispatchSlot,
+    node_id: Option<Arc<str>>,
     writer: W,
 ) -> Box<dyn Layer<Registry> + Send + Sync>
 where
@@ -178,6 +185,7 @@ where
                 inner,
                 slot,
                 shape: Shape::Json,
+                node_id,
             })
             .boxed()
     } else {
@@ -190,6 +198,7 @@ where
                 inner,
                 slot,
                 shape: Shape::Text,
+                node_id,
             })
             .boxed()
     }
@@ -216,7 +225,11 @@ where
 
 type Provider = (SdkTracerProvider, Option<tokio::runtime::Runtime>);
 
-fn tracer_provider(settings: &TelemetryConfig, service_name: &str) -> Result<Provider, Error> {
+fn tracer_provider(
+    settings: &TelemetryConfig,
+    service_name: &str,
+    node_id: Option<&str>,
+) -> Result<Provider, Error> {
     let timeout = Duration::from_millis(settings.export_timeout_ms);
     let failed = |endpoint: &str, error: opentelemetry_otlp::ExporterBuildError| Error::Exporter {
         endpoint: endpoint.to_owned(),
@@ -268,29 +281,24 @@ fn tracer_provider(settings: &TelemetryConfig, service_name: &str) -> Result<Pro
     let provider = SdkTracerProvider::builder()
         .with_span_processor(admission.around(batch))
         .with_sampler(Sampler::ParentBased(Box::new(ratio)))
-        .with_resource(resource(service_name))
+        .with_resource(resource(service_name, node_id))
         .build();
     Ok((provider, runtime))
 }
 
-fn resource(service_name: &str) -> Resource {
+fn resource(service_name: &str, node_id: Option<&str>) -> Resource {
     let mut attributes = vec![KeyValue::new("service.version", env!("CARGO_PKG_VERSION"))];
-    if let Some(host) = host_name() {
+    if let Some(host) = aimbus_core::host_name() {
         attributes.push(KeyValue::new("host.name", host));
+    }
+    if let Some(node_id) = node_id {
+        attributes.push(KeyValue::new("service.instance.id", node_id.to_owned()));
     }
     attributes.push(KeyValue::new("process.pid", i64::from(std::process::id())));
     Resource::builder()
         .with_service_name(service_name.to_owned())
         .with_attributes(attributes)
         .build()
-}
-
-fn host_name() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
 }
 
 /// OTLP/HTTP takes spans at `/v1/traces`; a base URL gets the path appended.
@@ -340,7 +348,7 @@ mod tests {
         let slot = DispatchSlot::default();
         let filter = log_filter(&Config::default());
         let subscriber = tracing_subscriber::registry()
-            .with(log_layer(false, &slot, lines.clone()).with_filter(filter))
+            .with(log_layer(false, &slot, None, lines.clone()).with_filter(filter))
             .with(slot.filler());
         tracing::subscriber::with_default(subscriber, || {
             tracing::warn!(target: "lapin::returned_messages", message = ?b"secret body", "Server returned us a message");
@@ -358,7 +366,7 @@ mod tests {
         let slot = DispatchSlot::default();
         let provider = SdkTracerProvider::builder().build();
         let subscriber = tracing_subscriber::registry()
-            .with(log_layer(json, &slot, lines.clone()).with_filter(LevelFilter::INFO))
+            .with(log_layer(json, &slot, None, lines.clone()).with_filter(LevelFilter::INFO))
             .with(trace_layer(provider.tracer("test")))
             .with(slot.filler());
         let ids = tracing::subscriber::with_default(subscriber, || {

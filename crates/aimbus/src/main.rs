@@ -38,6 +38,11 @@ fn main() -> ExitCode {
         Ok(systems) => systems,
         Err(error) => return config_failure(&error),
     };
+    // A bus node needs its id before anything logs, exports or stores it.
+    let config = match cli.command {
+        Command::Serve => config.with_node_id(),
+        _ => config,
+    };
     let process = match cli.command {
         Command::Serve => Process::Bus,
         Command::Systems(SystemsCommand::Simulate(_)) => Process::Systems,

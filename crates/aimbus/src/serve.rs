@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use aimbus_actors::{InProcessTransport, RouterHandle, TransportSet, start_registry};
+use aimbus_actors::{
+    InProcessTransport, NodeIdentity, RegistryHandle, RouterHandle, TransportSet, seed_registry,
+};
 use aimbus_bridge::{Bridge, BridgeSecurity};
 use aimbus_core::{Config, SystemsFile, interface};
 use aimbus_gateway::{Authenticator, Gateway, RestTransport};
@@ -22,7 +24,7 @@ pub fn run(
         let mut shutdown = ShutdownSignals::install()?;
         // Before any actor starts: metric handles made earlier would record nowhere.
         let metrics = if config.monitoring().enable_metrics {
-            Some(aimbus_gateway::install_recorder()?)
+            Some(aimbus_gateway::install_recorder(&config.cluster().node_id)?)
         } else {
             None
         };
@@ -54,7 +56,25 @@ pub fn run(
                 _ => {}
             }
         }
-        let registry = start_registry(config, transports, systems).await?;
+        // Bound first, so the node's heartbeat row can say where its gateway is.
+        let listener = if config.gateway().enabled {
+            let listen = &config.gateway().listen;
+            let listener = std::net::TcpListener::bind(listen)
+                .with_context(|| format!("cannot listen on {listen} (gateway.listen)"))?;
+            Some(listener)
+        } else {
+            None
+        };
+        let node = NodeIdentity {
+            node_id: config.cluster().node_id.clone(),
+            gateway: match &listener {
+                Some(listener) => listener.local_addr()?.to_string(),
+                None => String::new(),
+            },
+            started_at: chrono::Utc::now(),
+        };
+        let registry = open_registry(config, transports, node).await?;
+        seed_registry(&registry, systems).await?;
         let router = RouterHandle::start(Arc::new(config.clone()), registry.clone()).await?;
         // Connects, and reconnects whenever the broker goes away, in the background.
         let link = bridge.as_ref().map(|bridge| bridge.start(router.clone()));
@@ -62,7 +82,7 @@ pub fn run(
             .as_ref()
             .map(|bridge| bridge.publish_events(&registry));
         // Up before the broker answers, so /healthz and /readyz tell what is going on.
-        let gateway = if config.gateway().enabled {
+        let gateway = if let Some(listener) = listener {
             let mut gateway = Gateway::new(config, router.clone(), registry.clone(), authenticator);
             if let Some(bridge) = &bridge {
                 gateway = gateway.with_bridge(Arc::clone(bridge));
@@ -73,9 +93,6 @@ pub fn run(
             if let Some(metrics) = metrics.clone() {
                 gateway = gateway.with_metrics(metrics);
             }
-            let listen = &config.gateway().listen;
-            let listener = std::net::TcpListener::bind(listen)
-                .with_context(|| format!("cannot listen on {listen} (gateway.listen)"))?;
             tracing::info!(address = %listener.local_addr()?, "gateway listening");
             let server = aimbus_gateway::run(listener, Arc::new(gateway))?;
             let handle = server.handle();
@@ -95,6 +112,7 @@ pub fn run(
         }
         let summary = registry.query(|r| r.summary()).await?;
         tracing::info!(
+            node_id = %config.cluster().node_id,
             systems = summary.total_systems,
             dependencies = summary.total_dependencies,
             systems_file = %config.systems_file().display(),
@@ -117,7 +135,42 @@ pub fn run(
                 tracing::warn!("the bridge did not drain in time");
             }
         }
+        if let Err(error) = registry.leave().await {
+            tracing::warn!(%error, "the node did not leave the store's node list");
+        }
         actix::System::current().stop();
         Ok(())
     })
+}
+
+/// The registry on the store `registry.database_url` names (SQLite in the data directory
+/// by default), read back whole before anything is routed.
+async fn open_registry(
+    config: &Config,
+    transports: TransportSet,
+    node: NodeIdentity,
+) -> anyhow::Result<RegistryHandle> {
+    let url = config.registry_database_url();
+    let pool = aimbus_store::PoolOptions {
+        max_connections: config.registry().max_connections,
+        acquire_timeout: std::time::Duration::from_secs(config.registry().store_timeout_seconds),
+    };
+    let store = aimbus_store::open(&url, pool).await.with_context(|| {
+        format!(
+            "cannot open the registry store (registry.database_url, registry.data_dir: {})",
+            redact(&url)
+        )
+    })?;
+    Ok(RegistryHandle::open(config, transports, store, node).await?)
+}
+
+/// A URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
 }

@@ -233,8 +233,12 @@ fn serve_registers_the_default_systems_and_stops_on_sigterm() {
     let mut registered = 0;
     let mut serving = String::new();
     let mut gateway = None;
+    // A store of the test's own, empty: the shipped file seeds it.
+    let data = tempfile::tempdir().unwrap();
     let (child, mut lines) = common::spawn_until(
-        common::aimbus_command().args(["--config", SHIPPED, "serve"]),
+        common::aimbus_command()
+            .args(["--config", SHIPPED, "serve"])
+            .env("AIMBUS_REGISTRY__DATA_DIR", data.path()),
         "aimbus is serving",
         Duration::from_secs(30),
         |line| {

@@ -54,7 +54,9 @@ async fn bus(toml: &str, systems: Vec<SystemInfo>) -> Bus {
     for s in &systems {
         in_process.register(&s.system_id, echo);
     }
-    let registry = RegistryHandle::start(&config, TransportSet::new(Arc::clone(&in_process)));
+    let registry = RegistryHandle::in_memory(&config, TransportSet::new(Arc::clone(&in_process)))
+        .await
+        .unwrap();
     for s in systems {
         registry.register(s).await.unwrap();
     }
@@ -210,8 +212,9 @@ async fn health_aware_balancing_leaves_unhealthy_instances_out_unless_turned_off
 
 #[actix_rt::test]
 async fn failures_are_retried_by_the_message_types_policy() {
-    tokio::time::pause();
     let bus = bus("", vec![system("hhni_001", "hhni", &[], &[])]).await;
+    // After the store's work: paused time would run its timeouts out at once.
+    tokio::time::pause();
     let calls = Arc::new(AtomicU32::new(0));
     bus.systems
         .register("hhni_001", flaky(2, Arc::clone(&calls)));
@@ -392,9 +395,10 @@ async fn overload_is_refused_at_once_and_memory_stays_bounded() {
 
 #[actix_rt::test]
 async fn the_retry_budget_stops_retries_multiplying_an_outage() {
-    tokio::time::pause();
     let toml = "[core]\nretry_budget_ratio = 0.0\nretry_budget_min_retries_per_second = 1\n[rate_limiting]\nenable_rate_limiting = false\n[circuit_breaker]\nenable_circuit_breaker = false\n";
     let bus = bus(toml, vec![system("hhni_001", "hhni", &[], &[])]).await;
+    // After the store's work: paused time would run its timeouts out at once.
+    tokio::time::pause();
     let calls = Arc::new(AtomicU32::new(0));
     bus.systems
         .register("hhni_001", flaky(u32::MAX, Arc::clone(&calls)));
@@ -456,12 +460,13 @@ mod seed_test_advanced_system_integration_manager {
     /// `MessageSendError`; here the error keeps its type, and says when to come back.
     #[actix_rt::test]
     async fn test_send_message_circuit_breaker_no_fallback() {
-        tokio::time::pause();
         let bus = bus(
             "",
             vec![system("hhni_001", "hhni", &["test_capability"], &[])],
         )
         .await;
+        // After the store's work: paused time would run its timeouts out at once.
+        tokio::time::pause();
         bus.systems
             .register("hhni_001", flaky(u32::MAX, Arc::new(AtomicU32::new(0))));
         for _ in 0..5 {
@@ -613,12 +618,13 @@ mod seed_test_advanced_system_integration_manager {
 
 #[actix_rt::test]
 async fn a_status_change_reaches_routing_within_one_health_check_interval() {
-    tokio::time::pause();
     let bus = bus(
         "[monitoring]\nhealth_check_interval_seconds = 5\n",
         vec![system("hhni_001", "hhni", &[], &[])],
     )
     .await;
+    // After the store's work: paused time would run its timeouts out at once.
+    tokio::time::pause();
     bus.send("hhni_001", "status_update").await.unwrap();
     // The system goes away without anyone telling the bus.
     bus.systems.unregister("hhni_001");

@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use sections::{
-    AmqpConfig, AuthenticationMethod, CachingConfig, CircuitBreakerConfig, CoreConfig,
-    EncryptionAlgorithm, EvictionPolicy, FallbackConfig, GatewayConfig, JwtAlgorithm, LimitsConfig,
-    LoadBalancingAlgorithm, LoadBalancingConfig, LogFormat, LogLevel, MonitoringConfig,
-    OtlpProtocol, PerformanceConfig, QueueType, RateLimitingConfig, RegistryConfig, SecurityConfig,
-    SlidingWindowType, SupervisionConfig, TelemetryConfig,
+    AmqpConfig, AuthenticationMethod, CachingConfig, CircuitBreakerConfig, ClusterConfig,
+    CoreConfig, EncryptionAlgorithm, EvictionPolicy, FallbackConfig, GatewayConfig, JwtAlgorithm,
+    LimitsConfig, LoadBalancingAlgorithm, LoadBalancingConfig, LogFormat, LogLevel,
+    MonitoringConfig, OtlpProtocol, PerformanceConfig, QueueType, RateLimitingConfig,
+    RegistryConfig, SecurityConfig, SlidingWindowType, SupervisionConfig, TelemetryConfig,
 };
 pub use systems_file::SystemsFile;
 
@@ -40,6 +40,7 @@ struct Sections {
     circuit_breaker: CircuitBreakerConfig,
     fallback: FallbackConfig,
     registry: RegistryConfig,
+    cluster: ClusterConfig,
     limits: LimitsConfig,
     supervision: SupervisionConfig,
     amqp: AmqpConfig,
@@ -146,6 +147,12 @@ impl Config {
     pub fn fallback(&self) -> &FallbackConfig {
         &self.sections.fallback
     }
+    pub fn registry(&self) -> &RegistryConfig {
+        &self.sections.registry
+    }
+    pub fn cluster(&self) -> &ClusterConfig {
+        &self.sections.cluster
+    }
     pub fn supervision(&self) -> &SupervisionConfig {
         &self.sections.supervision
     }
@@ -168,6 +175,40 @@ impl Config {
     /// The systems file, with a relative path taken from the config file's folder.
     pub fn systems_file(&self) -> PathBuf {
         self.base_dir.join(&self.sections.registry.systems_file)
+    }
+
+    /// This configuration with `cluster.node_id` set: kept when configured, otherwise
+    /// `<hostname>-<8 random hex digits>`, new at each start.
+    pub fn with_node_id(mut self) -> Config {
+        if self.sections.cluster.node_id.is_empty() {
+            let host: String = host_name()
+                .unwrap_or_else(|| "aimbus".to_owned())
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .take(48)
+                .collect();
+            let suffix = uuid::Uuid::new_v4().simple().to_string();
+            self.sections.cluster.node_id = format!("{host}-{}", &suffix[..8]);
+        }
+        self
+    }
+
+    /// The registry store's URL: `registry.database_url`, or the SQLite file in
+    /// `registry.data_dir` when that is empty.
+    pub fn registry_database_url(&self) -> String {
+        let r = &self.sections.registry;
+        if r.database_url.is_empty() {
+            let file = self.base_dir.join(&r.data_dir).join("registry.db");
+            format!("sqlite://{}", file.display())
+        } else {
+            r.database_url.clone()
+        }
     }
 
     /// The codec for the wire: the decode limits, and compression as configured.
@@ -488,6 +529,46 @@ impl Config {
                 "is empty: name the TOML file that lists the systems, for example \"systems.toml\"",
             ));
         }
+        let r = &s.registry;
+        let scheme = r.database_url.split_once("://").map(|(scheme, _)| scheme);
+        if !r.database_url.is_empty()
+            && !matches!(scheme, Some("sqlite" | "postgres" | "postgresql"))
+        {
+            return Err(check.error(
+                "registry.database_url",
+                "expected empty (SQLite in registry.data_dir), sqlite://<file> or postgres://user@host:port/database",
+            ));
+        }
+        if r.data_dir.as_os_str().is_empty() {
+            return Err(check.error(
+                "registry.data_dir",
+                "is empty: name the folder of the SQLite store, for example \"data\"",
+            ));
+        }
+        check.range("registry.max_connections", r.max_connections, 1, 1_000)?;
+        check.range(
+            "registry.store_timeout_seconds",
+            r.store_timeout_seconds,
+            1,
+            300,
+        )?;
+        let n = &s.cluster;
+        if !n.node_id.is_empty() {
+            crate::validate::identifier("cluster.node_id", &n.node_id)
+                .map_err(|e| check.error("cluster.node_id", e))?;
+        }
+        check.range(
+            "cluster.heartbeat_interval_seconds",
+            n.heartbeat_interval_seconds,
+            1,
+            3_600,
+        )?;
+        check.range(
+            "cluster.node_expiry_seconds",
+            n.node_expiry_seconds,
+            n.heartbeat_interval_seconds + 1,
+            86_400,
+        )?;
         let l = &s.limits;
         check.range(
             "limits.max_message_bytes",
@@ -653,3 +734,12 @@ fn lookup<'t>(table: &'t toml::Table, dotted: &str) -> Option<&'t toml::Value> {
 
 #[cfg(test)]
 mod tests;
+
+/// This machine's host name, if it has one.
+pub fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+}

@@ -411,18 +411,57 @@ impl Default for FallbackConfig {
     }
 }
 
-/// Where the registry's systems come from (not in the seed, whose systems are hard-coded).
+/// Where the registry keeps its systems, and where they come from on first start (not in
+/// the seed, whose systems are hard-coded).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
-    /// Systems registered at start; a relative path is taken from the config file's folder.
+    /// Systems the registry is seeded with; a relative path is taken from the config
+    /// file's folder. The file registers each of its systems once, the first time it names
+    /// it; later changes go through the API.
     pub systems_file: PathBuf,
+    /// The store: empty for SQLite in `data_dir`, or `postgres://user@host:port/db` for a
+    /// store several nodes share.
+    pub database_url: String,
+    /// Folder of the SQLite store, created on first start; a relative path is taken from
+    /// the config file's folder.
+    pub data_dir: PathBuf,
+    /// Connections to the store.
+    pub max_connections: u32,
+    /// How long a registry write waits for the store before it is answered 503.
+    pub store_timeout_seconds: u64,
 }
 
 impl Default for RegistryConfig {
     fn default() -> Self {
         RegistryConfig {
             systems_file: PathBuf::from("systems.toml"),
+            database_url: String::new(),
+            data_dir: PathBuf::from("data"),
+            max_connections: 8,
+            store_timeout_seconds: 3,
+        }
+    }
+}
+
+/// This bus node among others on one store and broker (not in the seed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The node's id in logs, metrics and traces; empty for `<hostname>-<random>`.
+    pub node_id: String,
+    /// How often the node writes its heartbeat to the store.
+    pub heartbeat_interval_seconds: u64,
+    /// A node not seen for this long is no longer listed as live.
+    pub node_expiry_seconds: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            node_id: String::new(),
+            heartbeat_interval_seconds: 5,
+            node_expiry_seconds: 15,
         }
     }
 }

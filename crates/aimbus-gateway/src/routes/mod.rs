@@ -41,6 +41,11 @@ pub(crate) fn configure(config: &mut web::ServiceConfig) {
                     resource("/systems/{system_id}/compatibility")
                         .route(web::get().to(systems::compatibility)),
                 )
+                .service(
+                    resource("/systems/{system_id}/status-history")
+                        .route(web::get().to(systems::status_history)),
+                )
+                .service(resource("/nodes").route(web::get().to(systems::nodes)))
                 .service(resource("/registry/summary").route(web::get().to(systems::summary)))
                 .service(
                     resource("/integration/summary")

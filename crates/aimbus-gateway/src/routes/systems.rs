@@ -133,6 +133,57 @@ pub(crate) async fn health(
     respond(&gateway.codec, &request, HttpResponse::Ok(), &health)
 }
 
+/// `GET /api/v1/systems/{id}/status-history` bounds.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HistoryBounds {
+    /// Newest changes first; at most this many (1 to 1000, default 100).
+    limit: Option<u32>,
+}
+
+/// A system's status changes as every node recorded them, newest first.
+pub(crate) async fn status_history(
+    request: HttpRequest,
+    system_id: web::Path<String>,
+    bounds: web::Query<HistoryBounds>,
+    gateway: web::Data<Gateway>,
+) -> Result<HttpResponse, Problem> {
+    reader(&gateway, &request)?;
+    let limit = bounds.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Problem::bad_request(format!(
+            "limit {limit}: expected 1 to 1000"
+        )));
+    }
+    let system = find(&gateway, system_id.into_inner()).await?;
+    let history: Vec<_> = gateway
+        .registry
+        .status_history(&system.system_id, limit)
+        .await?
+        .into_iter()
+        .map(|change| {
+            json!({
+                "node_id": change.node_id,
+                "previous": change.previous,
+                "status": change.status,
+                "reason": change.reason,
+                "at": change.at,
+            })
+        })
+        .collect();
+    respond(&gateway.codec, &request, HttpResponse::Ok(), &history)
+}
+
+/// The bus nodes whose heartbeat is recent, and when each was last seen.
+pub(crate) async fn nodes(
+    request: HttpRequest,
+    gateway: web::Data<Gateway>,
+) -> Result<HttpResponse, Problem> {
+    reader(&gateway, &request)?;
+    let nodes = gateway.registry.nodes().await?;
+    respond(&gateway.codec, &request, HttpResponse::Ok(), &nodes)
+}
+
 pub(crate) async fn dependency_chain(
     request: HttpRequest,
     system_id: web::Path<String>,

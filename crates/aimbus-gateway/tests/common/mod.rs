@@ -63,9 +63,11 @@ pub async fn start_with(
     );
     let config = Config::from_toml_str("test", &toml, Vec::new(), base_dir.into()).unwrap();
     // Before the router: the handles it makes per system bind to the recorder there is.
-    let metrics = aimbus_gateway::install_recorder().unwrap();
+    let metrics = aimbus_gateway::install_recorder("").unwrap();
     let systems = Arc::new(InProcessTransport::new());
-    let registry = RegistryHandle::start(&config, TransportSet::new(Arc::clone(&systems)));
+    let registry = RegistryHandle::in_memory(&config, TransportSet::new(Arc::clone(&systems)))
+        .await
+        .unwrap();
     for info in [system("cmc_001", "cmc"), system("hhni_001", "hhni")] {
         systems.register(&info.system_id, echo);
         registry.register(info).await.unwrap();
