@@ -1,6 +1,8 @@
 //! Scratch PostgreSQL databases: each test gets a database of its own on the server the
 //! tests use, created empty and dropped when the test ends.
 
+use std::process::Command;
+
 use sqlx::{Connection, Executor, PgConnection};
 
 /// The server's maintenance database; `AIMBUS_TEST_POSTGRES_URL` overrides it.
@@ -65,4 +67,108 @@ impl Drop for ScratchDatabase {
             eprintln!("scratch database {} was not dropped", self.name);
         }
     }
+}
+
+/// A PostgreSQL server of a test's own, on a port of its own, that the test may stop and
+/// start again without disturbing the server every other test uses. Removed on drop.
+pub struct PrivatePostgres {
+    bin: std::path::PathBuf,
+    data: std::path::PathBuf,
+    port: u16,
+}
+
+impl PrivatePostgres {
+    /// `initdb` and `pg_ctl start` from the machine's PostgreSQL, run as the `postgres`
+    /// user when the test runs as root (the server refuses to run as root).
+    pub fn start() -> PrivatePostgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL's server binaries under /usr/lib/postgresql")
+            .filter_map(|entry| Some(entry.ok()?.path().join("bin")))
+            .find(|bin| bin.join("initdb").exists())
+            .expect("initdb under /usr/lib/postgresql/<version>/bin");
+        let data =
+            std::env::temp_dir().join(format!("aimbus-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&data).unwrap();
+        if is_root() {
+            run(Command::new("chown").arg("postgres:postgres").arg(&data));
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let server = PrivatePostgres { bin, data, port };
+        run(server
+            .as_postgres("initdb")
+            .args(["--auth=trust", "--username=postgres", "--no-sync", "-D"])
+            .arg(server.cluster()));
+        server.start_again();
+        server
+    }
+
+    fn cluster(&self) -> std::path::PathBuf {
+        self.data.join("cluster")
+    }
+
+    /// One of the server's programs, as the `postgres` user when we are root.
+    fn as_postgres(&self, program: &str) -> Command {
+        let program = self.bin.join(program);
+        if is_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
+        } else {
+            Command::new(program)
+        }
+    }
+
+    /// The server's maintenance database.
+    pub fn admin_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops the server at once, cutting every connection (`pg_ctl stop -m fast`).
+    pub fn stop(&self) {
+        run(self
+            .as_postgres("pg_ctl")
+            .args(["stop", "-m", "fast", "-w", "-D"])
+            .arg(self.cluster()));
+    }
+
+    /// Starts the server (again) and waits until it accepts connections.
+    pub fn start_again(&self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            self.port,
+            self.data.display()
+        );
+        run(self
+            .as_postgres("pg_ctl")
+            .args(["start", "-w", "-o", &options, "-l"])
+            .arg(self.data.join("server.log"))
+            .arg("-D")
+            .arg(self.cluster()));
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = self
+            .as_postgres("pg_ctl")
+            .args(["stop", "-m", "immediate", "-D"])
+            .arg(self.cluster())
+            .output();
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+fn run(command: &mut Command) {
+    let output = command.output().expect("runs");
+    assert!(output.status.success(), "{command:?}: {output:?}");
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }

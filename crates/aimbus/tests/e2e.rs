@@ -201,12 +201,20 @@ async fn http_messages_reach_simulated_systems_over_rabbitmq() {
         .unwrap();
     // Every series names the node first (the shipped config leaves the id generated).
     for (name, label) in [
-        ("aimbus_amqp_publishes_total{node=\"", "outcome=\"confirmed\"}"),
-        ("aimbus_system_requests_total{node=\"", "system_id=\"hhni_001\"}"),
+        (
+            "aimbus_amqp_publishes_total{node=\"",
+            "outcome=\"confirmed\"}",
+        ),
+        (
+            "aimbus_system_requests_total{node=\"",
+            "system_id=\"hhni_001\"}",
+        ),
         ("aimbus_http_requests_total{node=\"", ""),
     ] {
         assert!(
-            metrics.lines().any(|l| l.starts_with(name) && l.contains(label)),
+            metrics
+                .lines()
+                .any(|l| l.starts_with(name) && l.contains(label)),
             "{name}…{label} missing from:\n{metrics}"
         );
     }
@@ -816,5 +824,105 @@ async fn serve_stopped_mid_stream_by_sigterm_or_sigkill_loses_nothing() {
             assert_eq!(twice, 0, "a drained bus forwards nothing twice");
         }
     }
+    stack.stop().await;
+}
+
+/// PostgreSQL (a server of the test's own) stopped while the bus runs: registrations are
+/// answered 503 with `Retry-After` and commit nothing, reads and routing keep serving from
+/// memory, and once the server is back registrations are accepted again.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_postgres_away_writes_answer_503_and_routing_keeps_serving() {
+    let postgres = aimbus_store::testing::PrivatePostgres::start();
+    let database = aimbus_store::testing::ScratchDatabase::create_on(&postgres.admin_url())
+        .await
+        .unwrap();
+    let store = [("AIMBUS_REGISTRY__DATABASE_URL", database.url())];
+    let stack = Stack::start("pg-away", &["--system", "hhni_001"], &store);
+    let admin = mint(&stack.path, "ops", "admin");
+    let publisher = mint(&stack.path, "cmc_001", "publisher");
+    let http = &reqwest::Client::new();
+    let (gateway, admin, publisher) = (&stack.gateway, &admin, &publisher);
+    let route = || async move {
+        let message = json!({
+            "message_id": uuid::Uuid::new_v4().to_string(),
+            "source_system": "cmc_001", "target_system": "hhni_001",
+            "message_type": "data_request", "payload": {"query": "while the store is away"},
+        });
+        http.post(format!("{gateway}/api/v1/messages"))
+            .bearer_auth(publisher)
+            .json(&message)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    let register = |id: &'static str| async move {
+        let system = json!({
+            "system_id": id, "system_type": "hhni", "name": id, "version": "1.0.0",
+            "capabilities": ["search"], "interfaces": {"amqp": format!("{{namespace}}.system.{id}")},
+        });
+        http.post(format!("{gateway}/api/v1/systems"))
+            .bearer_auth(admin)
+            .json(&system)
+            .send()
+            .await
+            .unwrap()
+    };
+    // Routed once the bus has seen the system answer its first health check.
+    let started = std::time::Instant::now();
+    while route().await != 200 {
+        assert!(started.elapsed() < Duration::from_secs(30), "hhni_001 never answered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(register("before_001").await.status(), 201);
+
+    postgres.stop();
+    for attempt in 0..3 {
+        let refused = register("during_001").await;
+        assert_eq!(refused.status(), 503, "attempt {attempt}");
+        let retry_after: u64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=5).contains(&retry_after), "Retry-After {retry_after}");
+        let problem: serde_json::Value = refused.json().await.unwrap();
+        assert!(
+            problem["type"]
+                .as_str()
+                .unwrap()
+                .ends_with("store-unavailable"),
+            "{problem}"
+        );
+    }
+    let read = http
+        .get(format!("{gateway}/api/v1/systems/before_001"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200, "reads keep serving from memory");
+    for _ in 0..5 {
+        assert_eq!(route().await, 200, "routing keeps serving");
+    }
+
+    postgres.start_again();
+    let back = std::time::Instant::now();
+    loop {
+        let status = register("during_001").await.status();
+        if status == 201 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(
+            back.elapsed() < Duration::from_secs(15),
+            "writes never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "registrations accepted again {:?} after PostgreSQL returned",
+        back.elapsed()
+    );
     stack.stop().await;
 }
