@@ -51,6 +51,9 @@ pub enum Error {
         source: aimbus_store::Error,
         retry_after: Duration,
     },
+    /// The shared response cache's settings cannot be used (the Redis URL).
+    #[error("the shared response cache cannot be set up")]
+    SharedCache(#[source] redis::RedisError),
     /// A registry write refused without trying: the store failed the last one moments ago.
     #[error("the registry store is unavailable; retry after {retry_after:?}")]
     StoreUnavailable { retry_after: Duration },
@@ -87,6 +90,7 @@ impl Error {
             Error::Delivery { .. } => "delivery",
             Error::SystemActorDown(_) | Error::ActorStopped(_) => "failed",
             Error::Store { .. } | Error::StoreUnavailable { .. } => "store",
+            Error::SharedCache(_) => "failed",
         }
     }
 

@@ -25,3 +25,10 @@ pub const SYSTEM_LATENCY: &str = "aimbus_system_request_duration_seconds";
 pub const BREAKER_STATE: &str = "aimbus_breaker_state";
 /// Status changes not written to the store's history (the store was away or behind).
 pub const STATUS_HISTORY_DROPPED: &str = "aimbus_status_history_dropped_total";
+/// Lookups the shared (Redis) tier of the response cache answered with a reply.
+pub const CACHE_SHARED_HITS: &str = "aimbus_cache_shared_hits_total";
+/// Lookups the shared tier answered without one.
+pub const CACHE_SHARED_MISSES: &str = "aimbus_cache_shared_misses_total";
+/// Lookups and stores that went without the shared tier: Redis failed, was too slow, or
+/// was resting after a failure.
+pub const CACHE_SHARED_FALLBACKS: &str = "aimbus_cache_shared_fallbacks_total";

@@ -871,7 +871,10 @@ async fn with_postgres_away_writes_answer_503_and_routing_keeps_serving() {
     // Routed once the bus has seen the system answer its first health check.
     let started = std::time::Instant::now();
     while route().await != 200 {
-        assert!(started.elapsed() < Duration::from_secs(30), "hhni_001 never answered");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "hhni_001 never answered"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(register("before_001").await.status(), 201);

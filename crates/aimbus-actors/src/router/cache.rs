@@ -1,12 +1,14 @@
 //! Replies to cacheable message types, keyed by target, message type and a canonical hash
-//! of the payload, bounded in bytes and expiring after `cache_ttl_seconds`.
+//! of the payload, bounded in bytes and expiring after `cache_ttl_seconds`; with
+//! `distributed_cache_enabled`, backed by a tier shared between nodes ([`SharedCache`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use aimbus_core::{CachingConfig, EvictionPolicy, IntegrationMessage};
+use aimbus_core::{CachingConfig, Config, EvictionPolicy, IntegrationMessage};
 use moka::sync::Cache;
 
+use super::shared_cache::SharedCache;
 use crate::metrics;
 use crate::transport::Reply;
 
@@ -22,9 +24,20 @@ pub type CacheKey = [u8; 32];
 pub struct ResponseCache {
     entries: Cache<CacheKey, Arc<CachedReply>>,
     cacheable: Arc<[String]>,
+    shared: Option<SharedCache>,
 }
 
 impl ResponseCache {
+    /// The cache `caching` describes, with its shared tier when one is configured.
+    pub fn for_config(config: &Config) -> Result<ResponseCache, redis::RedisError> {
+        let mut cache = ResponseCache::new(config.caching());
+        if config.caching().distributed_cache_enabled {
+            cache.shared = Some(SharedCache::new(config)?);
+        }
+        Ok(cache)
+    }
+
+    /// The local tier alone.
     pub fn new(config: &CachingConfig) -> ResponseCache {
         let policy = match config.cache_eviction_policy {
             EvictionPolicy::Lru => moka::policy::EvictionPolicy::lru(),
@@ -42,7 +55,13 @@ impl ResponseCache {
         ResponseCache {
             entries,
             cacheable: config.cacheable_message_types.clone().into(),
+            shared: None,
         }
+    }
+
+    /// The tier shared between nodes, if there is one.
+    pub fn shared(&self) -> Option<&SharedCache> {
+        self.shared.as_ref()
     }
 
     /// The key for a message, if its type is cacheable. The payload is hashed as
@@ -73,8 +92,20 @@ impl ResponseCache {
         hit
     }
 
+    /// Keeps a reply here, and for the other nodes in the shared tier (in the background:
+    /// the answer does not wait for Redis).
     pub fn insert(&self, key: CacheKey, reply: CachedReply) {
-        self.entries.insert(key, Arc::new(reply));
+        let reply = Arc::new(reply);
+        if let Some(shared) = self.shared.clone() {
+            let reply = Arc::clone(&reply);
+            tokio::spawn(async move { shared.put(&key, &reply).await });
+        }
+        self.entries.insert(key, reply);
+    }
+
+    /// Keeps a reply the shared tier gave, here only.
+    pub fn insert_local(&self, key: CacheKey, reply: Arc<CachedReply>) {
+        self.entries.insert(key, reply);
     }
 
     /// Bytes held now (after pending evictions run).

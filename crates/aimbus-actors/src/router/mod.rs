@@ -9,6 +9,7 @@ mod fallback;
 mod health;
 mod rate_limit;
 mod retry;
+mod shared_cache;
 mod view;
 
 use std::sync::{Arc, RwLock};
@@ -31,6 +32,7 @@ pub use fallback::{Fallback, FallbackActor, fallback_candidates};
 pub use health::{CheckAll, CheckNow, HealthMonitor, HealthThresholds, SystemError, classify};
 pub use rate_limit::RateLimiter;
 pub use retry::{JITTER, RetryBudget, RetryPolicy};
+pub use shared_cache::SharedCache;
 pub use view::RoutingView;
 
 #[cfg(test)]
@@ -382,6 +384,80 @@ impl Handler<Route> for Router {
             Ok(Admitted::Cached(routed)) => return answered(&span, Ok(routed)),
             Err(error) => return answered(&span, Err(error)),
         };
+        let admitted = Deliver {
+            message,
+            mode,
+            span,
+            slot,
+            cache_key,
+        };
+        let shared = self
+            .cache
+            .as_ref()
+            .and_then(|c| Some((c.clone(), c.shared()?.clone())));
+        match (shared, cache_key) {
+            // A miss here may be a hit on another node: ask the shared tier off the actor,
+            // and come back to be delivered only on a miss there too.
+            (Some((local, shared)), Some(key)) => {
+                let router = ctx.address();
+                Box::pin(async move {
+                    if let Some(hit) = shared.get(&key).await {
+                        let hit = Arc::new(hit);
+                        local.insert_local(key, Arc::clone(&hit));
+                        let routed = Routed {
+                            reply: hit.reply.clone(),
+                            served_by: hit.served_by.clone(),
+                            attempts: 0,
+                            fallback: false,
+                            cached: true,
+                        };
+                        let result = Ok(routed);
+                        record_outcome(&admitted.span, &result);
+                        return result;
+                    }
+                    router
+                        .send(admitted)
+                        .await
+                        .map_err(Error::stopped("router"))?
+                })
+            }
+            _ => self.deliver(admitted, ctx),
+        }
+    }
+}
+
+/// A message admitted to delivery: it holds its bus slot.
+#[derive(Message)]
+#[rtype(result = "Result<Routed, Error>")]
+struct Deliver {
+    message: IntegrationMessage,
+    mode: DeliveryMode,
+    span: tracing::Span,
+    slot: tokio::sync::OwnedSemaphorePermit,
+    cache_key: Option<cache::CacheKey>,
+}
+
+impl Handler<Deliver> for Router {
+    type Result = ResponseFuture<Result<Routed, Error>>;
+
+    fn handle(&mut self, admitted: Deliver, ctx: &mut Context<Self>) -> Self::Result {
+        self.deliver(admitted, ctx)
+    }
+}
+
+impl Router {
+    fn deliver(
+        &mut self,
+        admitted: Deliver,
+        ctx: &mut Context<Self>,
+    ) -> ResponseFuture<Result<Routed, Error>> {
+        let Deliver {
+            message,
+            mode,
+            span,
+            slot,
+            cache_key,
+        } = admitted;
         let policy = RetryPolicy::for_message_type(&message.message_type, self.config.core());
         let attempts = policy.attempts_for(message.max_retries, message.retry_count);
         let first = self.plan(&message);
@@ -756,7 +832,9 @@ impl RouterHandle {
             ),
             cache: caching
                 .enable_response_caching
-                .then(|| ResponseCache::new(caching)),
+                .then(|| ResponseCache::for_config(&config))
+                .transpose()
+                .map_err(Error::SharedCache)?,
             bulkhead: Arc::new(Semaphore::new(core.max_concurrent_requests as usize)),
             breaker_policy: BreakerPolicy::from(config.circuit_breaker()),
             breaker_events: broadcast::channel(config.supervision().event_buffer).0,

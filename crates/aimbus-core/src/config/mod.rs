@@ -312,12 +312,24 @@ impl Config {
             let key = format!("caching.cacheable_message_types[{i}]");
             crate::validate::identifier(&key, message_type).map_err(|e| check.error(&key, e))?;
         }
-        if c.distributed_cache_enabled {
-            return Err(check.error(
-                "caching.distributed_cache_enabled",
-                "got true: a distributed cache is not available yet; set it to false",
-            ));
+        match url::Url::parse(&c.redis_url) {
+            Ok(url) if matches!(url.scheme(), "redis" | "rediss") => {}
+            _ => {
+                return Err(check.error(
+                    "caching.redis_url",
+                    format!(
+                        "got {:?}: expected a redis:// URL such as redis://127.0.0.1:6379",
+                        c.redis_url
+                    ),
+                ));
+            }
         }
+        check.range(
+            "caching.distributed_cache_timeout_ms",
+            c.distributed_cache_timeout_ms,
+            1,
+            10_000,
+        )?;
         check.range(
             "security.key_rotation_days",
             s.security.key_rotation_days,

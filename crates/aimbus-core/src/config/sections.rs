@@ -92,8 +92,13 @@ pub struct CachingConfig {
     /// Bytes of cached responses, in MiB.
     pub cache_max_size_mb: u64,
     pub cache_eviction_policy: EvictionPolicy,
-    /// A cache shared between bus instances; not available yet, so it must stay false.
+    /// A second tier shared between bus nodes, in Redis: a reply one node cached is
+    /// served by every node. Redis being away never fails a request.
     pub distributed_cache_enabled: bool,
+    /// The Redis of the shared tier.
+    pub redis_url: String,
+    /// How long a lookup or a store in Redis may take before the request goes on without it.
+    pub distributed_cache_timeout_ms: u64,
     /// Message types whose replies are cached.
     pub cacheable_message_types: Vec<String>,
 }
@@ -106,6 +111,8 @@ impl Default for CachingConfig {
             cache_max_size_mb: 1024,
             cache_eviction_policy: EvictionPolicy::Lru,
             distributed_cache_enabled: false,
+            redis_url: "redis://127.0.0.1:6379".to_owned(),
+            distributed_cache_timeout_ms: 100,
             cacheable_message_types: vec!["data_request".to_owned()],
         }
     }

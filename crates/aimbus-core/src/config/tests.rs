@@ -176,9 +176,19 @@ fn bad_values_name_the_key_the_value_and_what_is_valid() {
             &["got NaN", "from 1 to 10"],
         ),
         (
-            "[caching]\ndistributed_cache_enabled = true",
-            "caching.distributed_cache_enabled",
-            &["set it to false"],
+            "[caching]\nredis_url = \"127.0.0.1:6379\"",
+            "caching.redis_url",
+            &["127.0.0.1:6379", "redis://127.0.0.1:6379"],
+        ),
+        (
+            "[registry]\ndatabase_url = \"mysql://db/aimbus\"",
+            "registry.database_url",
+            &["sqlite://<file>", "postgres://"],
+        ),
+        (
+            "[cluster]\nheartbeat_interval_seconds = 10\nnode_expiry_seconds = 5",
+            "cluster.node_expiry_seconds",
+            &["got 5", "from 11"],
         ),
         (
             "[supervision]\nrestart_initial_backoff_ms = 500\nrestart_max_backoff_ms = 100",
