@@ -304,7 +304,9 @@ async fn raw_relay(namespace: &str, n: usize, relayed: Relayed) -> (f64, Histogr
     for queue in [&input, &output] {
         let arguments = match relayed.priorities() && queue == &output {
             // Declared as the bus declares a system's queue (classic, with priorities).
-            true => topology::system_queue_arguments(&AmqpConfig::default()),
+            true => {
+                topology::system_queue_arguments(&AmqpConfig::default(), &Names::new(namespace))
+            }
             false => FieldTable::default(),
         };
         channel

@@ -542,7 +542,17 @@ async fn send_to_a_failing_system(
 /// `delivery_limit`.
 #[actix_rt::test]
 async fn a_message_that_keeps_failing_is_dead_lettered_at_the_delivery_limit() {
-    let bus = amqp_bus_with("delivery_limit = 3\n").await;
+    dead_lettered_at_the_delivery_limit("delivery_limit = 3\n").await;
+}
+
+/// On quorum queues, its pauses in the (quorum) delay queues included.
+#[actix_rt::test]
+async fn a_message_that_keeps_failing_is_dead_lettered_at_the_delivery_limit_on_quorum_queues() {
+    dead_lettered_at_the_delivery_limit("delivery_limit = 3\nqueue_type = \"quorum\"\n").await;
+}
+
+async fn dead_lettered_at_the_delivery_limit(settings: &str) {
+    let bus = amqp_bus_with(settings).await;
     let (calls, connection, channel, body) = send_to_a_failing_system(&bus).await;
 
     let dead = DeadLetters::open(&connection, bus.names.clone())
@@ -911,7 +921,7 @@ async fn a_copy_of_a_message_already_seen_through_is_not_routed_again() {
 }
 
 #[actix_rt::test]
-async fn system_queues_can_be_quorum_queues_with_a_delivery_limit() {
+async fn with_quorum_queues_every_queue_is_quorum_and_requests_cross_them() {
     let bus = amqp_bus_with("queue_type = \"quorum\"\ndelivery_limit = 7\n").await;
     bus.serve(echo).await;
     let client = bus.client().await;
@@ -922,9 +932,27 @@ async fn system_queues_can_be_quorum_queues_with_a_delivery_limit() {
         .await
         .unwrap();
     assert_eq!(reply.message.payload["q"], "quorum");
-    // The broker refuses to redeclare a queue with other arguments: declaring it as
-    // classic fails, declaring it with the bus's quorum arguments succeeds.
-    use lapin::types::{AMQPValue, FieldTable};
+    // Ingress, dead letters, every delay queue and the system's queue: all quorum, so a
+    // cluster node's loss takes none of them.
+    let output = std::process::Command::new("rabbitmqctl")
+        .args(["-q", "list_queues", "name", "type"])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&output.stdout);
+    let prefix = format!("{}.", bus.config.amqp().namespace);
+    let ours: Vec<(&str, &str)> = listing
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            Some((fields.next()?, fields.next()?))
+        })
+        .filter(|(name, _)| name.starts_with(&prefix))
+        .collect();
+    let expected = 3 + aimbus_amqp::parking::levels().count();
+    assert!(ours.len() >= expected, "{ours:?}");
+    assert!(ours.iter().all(|(_, kind)| *kind == "quorum"), "{ours:?}");
+    // The broker refuses to redeclare a queue with other arguments: the system's queue is
+    // not classic.
     let connection = Connection::connect(URL, ConnectionProperties::default())
         .await
         .unwrap();
@@ -935,25 +963,14 @@ async fn system_queues_can_be_quorum_queues_with_a_delivery_limit() {
     let mut classic = FieldTable::default();
     classic.insert(
         "x-queue-type".into(),
-        AMQPValue::LongString("classic".into()),
+        lapin::types::AMQPValue::LongString("classic".into()),
     );
-    let mut quorum = FieldTable::default();
-    quorum.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
-    quorum.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(7));
     let queue = bus.names.system_queue("hhni_101");
     let as_classic = connection.create_channel().await.unwrap();
     let refused = as_classic
         .queue_declare(queue.as_str().into(), durable, classic)
         .await;
     assert!(refused.is_err(), "the system queue is not classic");
-    let as_quorum = connection.create_channel().await.unwrap();
-    let accepted = as_quorum
-        .queue_declare(queue.as_str().into(), durable, quorum)
-        .await;
-    assert!(accepted.is_ok(), "{accepted:?}");
     bus.remove().await;
 }
 
@@ -1213,7 +1230,9 @@ async fn buses_in_two_namespaces_with_the_shipped_systems_file_share_no_queue() 
     let [a, b] = [0, 1].map(|n| Names::new(&format!("aimbus-ns{n}-{suffix}")));
     let mut declared = Vec::new();
     for names in [&a, &b] {
-        topology::declare_bus(&channel, names).await.unwrap();
+        topology::declare_bus(&channel, names, config.amqp())
+            .await
+            .unwrap();
         let mut queues = Vec::new();
         for system in systems {
             queues.push(

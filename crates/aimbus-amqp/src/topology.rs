@@ -48,21 +48,35 @@ fn returns_key(queue: &str) -> String {
 }
 
 /// The bus's own exchanges and queues: ingress, deliver, dead letters, events, and the
-/// delay queues where parked messages wait (see [`crate::parking`]).
-pub async fn declare_bus(channel: &Channel, names: &Names) -> Result<(), Error> {
+/// delay queues where parked messages wait (see [`crate::parking`]). With
+/// `amqp.queue_type = "quorum"` every queue is a quorum queue, replicated across a
+/// RabbitMQ cluster, so no node's loss takes a queue or its messages with it.
+pub async fn declare_bus(
+    channel: &Channel,
+    names: &Names,
+    config: &AmqpConfig,
+) -> Result<(), Error> {
     let exchanges = bus_exchanges(names);
     for (name, kind) in exchanges {
         channel
             .exchange_declare(name.into(), kind, durable_exchange(), FieldTable::default())
             .await?;
     }
-    for queue in [names.ingress(), names.dead_letter_queue()] {
+    let mut ingress = FieldTable::default();
+    let mut dead_letters = FieldTable::default();
+    if config.queue_type == QueueType::Quorum {
+        ingress = limited_quorum(config, names);
+        dead_letters.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+    }
+    for (queue, arguments) in [
+        (names.ingress(), ingress),
+        (names.dead_letter_queue(), dead_letters),
+    ] {
         channel
-            .queue_declare(
-                queue.as_str().into(),
-                durable_queue(),
-                FieldTable::default(),
-            )
+            .queue_declare(queue.as_str().into(), durable_queue(), arguments)
             .await?;
     }
     let bindings = [
@@ -83,6 +97,9 @@ pub async fn declare_bus(channel: &Channel, names: &Names) -> Result<(), Error> 
     }
     // What expires in a delay queue goes back, by its key, to the queue it was parked from.
     let mut returns = FieldTable::default();
+    if config.queue_type == QueueType::Quorum {
+        returns = at_least_once_quorum();
+    }
     returns.insert(
         "x-dead-letter-exchange".into(),
         AMQPValue::LongString(names.returns().into()),
@@ -123,7 +140,7 @@ pub async fn declare_system_queue(
         .queue_declare(
             queue.as_str().into(),
             durable_queue(),
-            system_queue_arguments(config),
+            system_queue_arguments(config, names),
         )
         .await?;
     bind(
@@ -140,26 +157,53 @@ pub async fn declare_system_queue(
 
 /// How a system's queue is declared: classic with priorities, or quorum with a
 /// delivery limit.
-pub fn system_queue_arguments(config: &AmqpConfig) -> FieldTable {
-    let mut arguments = FieldTable::default();
+pub fn system_queue_arguments(config: &AmqpConfig, names: &Names) -> FieldTable {
     match config.queue_type {
         QueueType::Classic => {
+            let mut arguments = FieldTable::default();
             arguments.insert(
                 "x-max-priority".into(),
                 AMQPValue::ShortShortUInt(MAX_PRIORITY),
             );
+            arguments
         }
-        QueueType::Quorum => {
-            arguments.insert(
-                "x-queue-type".into(),
-                AMQPValue::LongString("quorum".into()),
-            );
-            arguments.insert(
-                "x-delivery-limit".into(),
-                AMQPValue::LongLongInt(i64::from(config.delivery_limit)),
-            );
-        }
+        QueueType::Quorum => limited_quorum(config, names),
     }
+}
+
+/// A quorum queue whose messages dead-letter with at-least-once safety: the broker keeps
+/// a message until the dead-letter target confirmed it (which needs `reject-publish`),
+/// so a node lost mid-way loses nothing.
+fn at_least_once_quorum() -> FieldTable {
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    arguments.insert(
+        "x-dead-letter-strategy".into(),
+        AMQPValue::LongString("at-least-once".into()),
+    );
+    arguments.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    arguments
+}
+
+/// A quorum queue that hands a message redelivered `amqp.delivery_limit` times (a
+/// consumer crashing on it, again and again) to the dead letters rather than forever
+/// round: the bus and the SDK count failures themselves, so only crashes reach this.
+fn limited_quorum(config: &AmqpConfig, names: &Names) -> FieldTable {
+    let mut arguments = at_least_once_quorum();
+    arguments.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongLongInt(i64::from(config.delivery_limit)),
+    );
+    arguments.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(names.dead().into()),
+    );
     arguments
 }
 

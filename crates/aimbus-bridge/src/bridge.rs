@@ -253,7 +253,7 @@ impl Bridge {
         router: &RouterHandle,
     ) -> Result<(), Error> {
         let channel = connection.create_channel().await?;
-        topology::declare_bus(&channel, &self.names).await?;
+        topology::declare_bus(&channel, &self.names, &self.config).await?;
         let systems = self.systems.lock().expect("systems lock").clone();
         self.declare(connection, &systems).await?;
         let publisher = Publisher::open(connection).await?;

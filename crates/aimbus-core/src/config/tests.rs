@@ -413,3 +413,40 @@ fn the_docker_configuration_is_valid() {
         std::path::Path::new("/var/lib/aimbus/keyring.toml")
     );
 }
+
+/// The three-node configuration is valid and says what a cluster needs: a shared store,
+/// quorum queues and the shared cache tier.
+#[test]
+fn the_cluster_configuration_is_valid() {
+    let cluster = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/cluster.toml");
+    let config = Config::load(cluster.as_ref(), no_env()).unwrap();
+    assert!(config.registry_database_url().starts_with("postgres://"));
+    assert_eq!(config.amqp().queue_type, QueueType::Quorum);
+    assert!(config.caching().distributed_cache_enabled);
+    assert!(config.systems_file().ends_with("configs/systems.toml"));
+    assert!(
+        config.cluster().node_id.is_empty(),
+        "each node gets its own"
+    );
+}
+
+#[test]
+fn an_empty_node_id_is_generated_once_and_a_configured_one_kept() {
+    let generated = Config::default().with_node_id();
+    let id = generated.cluster().node_id.clone();
+    assert!(crate::validate::identifier("node_id", &id).is_ok(), "{id}");
+    assert_eq!(
+        generated.with_node_id().cluster().node_id,
+        id,
+        "kept once set"
+    );
+    let configured = Config::from_toml_str(
+        "t",
+        "[cluster]\nnode_id = \"node-a\"\n",
+        no_env(),
+        ".".into(),
+    )
+    .unwrap()
+    .with_node_id();
+    assert_eq!(configured.cluster().node_id, "node-a");
+}
