@@ -9,6 +9,9 @@
 //! traced too. Each bus run is a process of its own with the subscriber `aimbus serve`
 //! installs, as a bus has one per process. Needs RabbitMQ on 127.0.0.1:5672.
 //!
+//! Last, the bus path on two and three bus nodes in one namespace, competing on the
+//! ingress, against one.
+//!
 //! Run: `cargo bench -p aimbus-benches --bench amqp` (`-- --messages N` to resize,
 //! `--rounds N` for the runs of each path; `AIMBUS_TELEMETRY__OTLP_PROTOCOL` and
 //! the other telemetry variables apply to the traced runs).
@@ -503,9 +506,10 @@ impl Traced {
 
 /// A child process's run of the bus path, exporting to `otlp_endpoint` what `traced`
 /// says: a subscriber is process-wide, so each setting gets a process.
-fn bus_run_in_child(n: usize, traced: Traced, otlp_endpoint: &str) -> Run {
+fn bus_run_in_child(n: usize, traced: Traced, nodes: usize, otlp_endpoint: &str) -> Run {
     let output = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--messages", &n.to_string(), "--bus-run", traced.arg()])
+        .args(["--nodes", &nodes.to_string()])
         .args(["--otlp-endpoint", otlp_endpoint])
         .stderr(std::process::Stdio::inherit())
         .output()
@@ -525,8 +529,10 @@ fn median(mut runs: Vec<Run>) -> Run {
     runs.swap_remove(runs.len() / 2)
 }
 
-/// The child's side: the bus path with the subscriber `aimbus serve` would install.
-fn bus_run(n: usize, traced: Traced, otlp_endpoint: &str) {
+/// The child's side: the bus path with the subscriber `aimbus serve` would install, on
+/// `nodes` buses in one namespace (each with its own connection, actors and threads,
+/// competing on the ingress queue, as `serve` processes on one broker do).
+fn bus_run(n: usize, traced: Traced, nodes: usize, otlp_endpoint: &str) {
     // AIMBUS_TELEMETRY__… variables (the protocol, the queue) apply as they would to a
     // bus; the run's own settings come first and win.
     let config = |tracing: bool| {
@@ -553,14 +559,18 @@ fn bus_run(n: usize, traced: Traced, otlp_endpoint: &str) {
     let dispatch = bus_only.as_ref().map(|(dispatch, _)| dispatch.clone());
     let namespace = format!("aimbus-bench-{}", std::process::id());
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    // The bus on its own actix thread; publisher and system on the runtime.
-    let (bus_system, bus_thread) = start_bus(&namespace, dispatch);
+    // Each bus on its own actix thread; publisher and system on the runtime.
+    let buses: Vec<_> = (0..nodes)
+        .map(|_| start_bus(&namespace, dispatch.clone()))
+        .collect();
     let before = CpuTimes::now();
     let (rate, latencies) = runtime.block_on(bus_path(&namespace, n));
     let cpu = CpuTimes::now().per_message_since(before, n);
-    // Stopped first, or its reconnect loop would declare the namespace again.
-    bus_system.stop();
-    bus_thread.join().unwrap();
+    // Stopped first, or their reconnect loops would declare the namespace again.
+    for (bus_system, bus_thread) in buses {
+        bus_system.stop();
+        bus_thread.join().unwrap();
+    }
     runtime.block_on(async {
         let names = Names::new(&namespace);
         let channel = connect().await.create_channel().await.unwrap();
@@ -584,7 +594,8 @@ fn main() {
         .map_or(20_000, |v| v.parse().expect("--messages takes a number"));
     let arg = |name: &str| args.iter().skip_while(|a| *a != name).nth(1);
     if let (Some(traced), Some(endpoint)) = (arg("--bus-run"), arg("--otlp-endpoint")) {
-        return bus_run(n, Traced::from_arg(traced), endpoint);
+        let nodes = arg("--nodes").map_or(1, |v| v.parse().expect("--nodes takes a number"));
+        return bus_run(n, Traced::from_arg(traced), nodes, endpoint);
     }
     let namespace = format!("aimbus-bench-{}", std::process::id());
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -608,14 +619,28 @@ fn main() {
     let receiver = Receiver::start().unwrap();
     let mut relay_runs: Vec<Vec<Run>> = Relayed::ALL.iter().map(|_| Vec::new()).collect();
     let mut bus_runs: Vec<Vec<Run>> = Traced::ALL.iter().map(|_| Vec::new()).collect();
+    // Two and three bus nodes, untraced: on this one machine more nodes add no CPU, so
+    // what they show is what coordinating costs per message.
+    const MORE_NODES: [usize; 2] = [2, 3];
+    let mut node_runs: Vec<Vec<Run>> = MORE_NODES.iter().map(|_| Vec::new()).collect();
     for _ in 0..rounds {
         for (relayed, runs) in Relayed::ALL.into_iter().zip(&mut relay_runs) {
             runs.push(relay(relayed));
         }
         for (setting, runs) in Traced::ALL.into_iter().zip(&mut bus_runs) {
-            runs.push(bus_run_in_child(n, setting, &receiver.endpoint()));
+            runs.push(bus_run_in_child(n, setting, 1, &receiver.endpoint()));
+        }
+        for (nodes, runs) in MORE_NODES.into_iter().zip(&mut node_runs) {
+            runs.push(bus_run_in_child(
+                n,
+                Traced::Nothing,
+                nodes,
+                &receiver.endpoint(),
+            ));
         }
     }
+    let mut node_medians = node_runs.into_iter().map(median);
+    let (two_nodes, three_nodes) = (node_medians.next().unwrap(), node_medians.next().unwrap());
     let spans_exported = receiver.span_count();
     let mut relays = relay_runs.into_iter().map(median);
     let (raw, enveloped, prioritised, contract) = (
@@ -641,6 +666,8 @@ fn main() {
         ("aimbus", &bus),
         ("aimbus, traced", &traced),
         ("all traced", &everything),
+        ("aimbus, 2 nodes", &two_nodes),
+        ("aimbus, 3 nodes", &three_nodes),
     ] {
         println!(
             "{label:<17} {:>9.0} msg/s   p50 {:>7.2} ms   p99 {:>7.2} ms   CPU/msg: clients {:>5.0} µs, broker {:>5.0} µs",
@@ -676,6 +703,11 @@ fn main() {
         "all_traced_msgs_per_sec": everything.rate,
         "all_traced_ratio": everything.rate / bus.rate,
         "all_traced_cpu_us_per_msg": everything.cpu_json(),
+        "two_nodes_msgs_per_sec": two_nodes.rate,
+        "two_nodes_p99_ms": two_nodes.p99_ms,
+        "three_nodes_msgs_per_sec": three_nodes.rate,
+        "three_nodes_p99_ms": three_nodes.p99_ms,
+        "three_nodes_ratio_to_one": three_nodes.rate / bus.rate,
         "rounds": rounds,
         "spans_exported": spans_exported,
     });

@@ -1,5 +1,8 @@
 //! The registry at scale: 10,000 systems in a random dependency DAG (3 dependencies on
-//! average), against a bare `HashMap` insert of the same systems as the baseline.
+//! average), against a bare `HashMap` insert of the same systems as the baseline; then
+//! the same systems registered through the registry actor on each durable store (an
+//! SQLite file, a scratch PostgreSQL database), against a bare `sqlx` loop committing the
+//! same rows one registration per transaction, as the registry does.
 //!
 //! Run: `cargo bench -p aimbus-benches --bench registry` (`-- --systems N` to resize).
 
@@ -7,7 +10,10 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use aimbus_core::{Registry, SystemInfo};
+use aimbus_actors::{NodeIdentity, RegistryHandle, TransportSet};
+use aimbus_core::{Config, Registry, SystemInfo};
+use aimbus_store::PoolOptions;
+use aimbus_store::testing::ScratchDatabase;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -159,7 +165,8 @@ fn main() {
         "one compatibility report     {:>10.2} ms",
         ms(compatibility)
     );
-    let result = json!({
+    let stores = durable(&systems);
+    let mut result = json!({
         "bench": "registry",
         "systems": n,
         "dependency_edges": edges,
@@ -173,5 +180,141 @@ fn main() {
         "capability_lookups_ms": ms(capability_lookups),
         "compatibility_ms": ms(compatibility),
     });
+    result.as_object_mut().expect("an object").extend(stores);
     println!("RESULT {result}");
+}
+
+/// Registers every system through the registry actor on each store, and the bare loop
+/// beside it; the figures by backend.
+fn durable(systems: &[SystemInfo]) -> serde_json::Map<String, serde_json::Value> {
+    actix_rt::System::new().block_on(async {
+        let mut figures = serde_json::Map::new();
+        let folder = tempfile::tempdir().unwrap();
+        let sqlite = |name: &str| format!("sqlite://{}", folder.path().join(name).display());
+        // Two rounds, the two loops in turn, the best of each: disks and the machine are
+        // noisy, and each round writes into fresh databases.
+        let mut best: [(Duration, Duration); 2] = [(Duration::MAX, Duration::MAX); 2];
+        for round in 0..2 {
+            let databases = [
+                ScratchDatabase::create().await.expect("PostgreSQL on 127.0.0.1:5432"),
+                ScratchDatabase::create().await.unwrap(),
+            ];
+            let runs = [
+                (sqlite(&format!("registry{round}.db")), sqlite(&format!("bare{round}.db"))),
+                (databases[0].url().to_owned(), databases[1].url().to_owned()),
+            ];
+            for ((store_url, bare_url), best) in runs.iter().zip(&mut best) {
+                best.0 = best.0.min(bare_loop(bare_url, systems).await);
+                best.1 = best.1.min(through_registry(store_url, systems).await);
+            }
+        }
+        for (backend, (bare, through)) in ["sqlite", "postgres"].into_iter().zip(best) {
+            let ratio = bare.as_secs_f64() / through.as_secs_f64();
+            println!(
+                "{backend:<8} bare sqlx loop {:>10.2} ms, through the registry {:>10.2} ms ({:.0}/s), ratio {ratio:.2}",
+                ms(bare),
+                ms(through),
+                systems.len() as f64 / through.as_secs_f64(),
+            );
+            figures.insert(format!("{backend}_bare_sqlx_ms"), json!(ms(bare)));
+            figures.insert(format!("{backend}_registry_ms"), json!(ms(through)));
+            figures.insert(format!("{backend}_ratio_to_bare_sqlx"), json!(ratio));
+        }
+        figures
+    })
+}
+
+const POOL: PoolOptions = PoolOptions {
+    max_connections: 4,
+    acquire_timeout: Duration::from_secs(30),
+};
+
+/// What a user's `POST /api/v1/systems` costs past HTTP: one registration after another,
+/// each checked, committed and applied before the next.
+async fn through_registry(url: &str, systems: &[SystemInfo]) -> Duration {
+    let store = aimbus_store::open(url, POOL).await.unwrap();
+    let node = NodeIdentity {
+        node_id: "bench".into(),
+        gateway: String::new(),
+        started_at: chrono::Utc::now(),
+    };
+    let config = Config::default();
+    let registry = RegistryHandle::open(&config, TransportSet::default(), store, node)
+        .await
+        .unwrap();
+    let (_, took) = timed_async(async {
+        for system in systems {
+            registry.register(system.clone()).await.unwrap();
+        }
+    })
+    .await;
+    took
+}
+
+/// The same rows, one transaction per system, on a store of the same schema and
+/// settings, with nothing between: no validation, no indexes, no actor.
+async fn bare_loop(url: &str, systems: &[SystemInfo]) -> Duration {
+    // The schema, made as the store makes it.
+    drop(aimbus_store::open(url, POOL).await.unwrap());
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        // Nothing before each use: the leanest loop sqlx allows.
+        .test_before_acquire(false)
+        .after_connect(|connection, _| {
+            Box::pin(async move {
+                if connection.backend_name() == "SQLite" {
+                    use sqlx::Executor;
+                    connection
+                        .execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await
+        .unwrap();
+    let (_, took) = timed_async(async {
+        for (revision, system) in (1_i64..).zip(systems) {
+            let now = chrono::Utc::now().timestamp_micros();
+            let mut transaction = pool.begin().await.unwrap();
+            sqlx::query("UPDATE registry_revision SET revision = $1 WHERE id = 1")
+                .bind(revision)
+                .execute(&mut *transaction)
+                .await
+                .unwrap();
+            sqlx::query(
+                "INSERT INTO systems (system_id, version, info, registered_at_us, \
+                 last_updated_us, revision) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&system.system_id)
+            .bind(&system.version)
+            .bind(serde_json::to_string(system).unwrap())
+            .bind(now)
+            .bind(now)
+            .bind(revision)
+            .execute(&mut *transaction)
+            .await
+            .unwrap();
+            sqlx::query(
+                "INSERT INTO system_versions (system_id, version, revision) VALUES ($1, $2, $3)",
+            )
+            .bind(&system.system_id)
+            .bind(&system.version)
+            .bind(revision)
+            .execute(&mut *transaction)
+            .await
+            .unwrap();
+            transaction.commit().await.unwrap();
+        }
+    })
+    .await;
+    took
+}
+
+async fn timed_async<T>(f: impl Future<Output = T>) -> (T, Duration) {
+    let start = Instant::now();
+    let value = f.await;
+    (value, start.elapsed())
 }

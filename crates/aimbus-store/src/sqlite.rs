@@ -59,6 +59,9 @@ impl SqlStore<Sqlite> {
         let pool = AnyPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
+            // A file's connection does not break the way a network one does: no ping
+            // (a round trip to SQLite's worker thread) before every use.
+            .test_before_acquire(false)
             .after_connect(|connection, _| {
                 Box::pin(async move {
                     connection

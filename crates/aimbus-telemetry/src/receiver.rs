@@ -21,6 +21,8 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 pub struct ReceivedSpan {
     /// `service.name` of the resource that exported it.
     pub service_name: String,
+    /// Every attribute of that resource, as text (`service.instance.id`, `host.name`, …).
+    pub resource: BTreeMap<String, String>,
     pub trace_id: String,
     pub span_id: String,
     /// Empty for a root span.
@@ -198,13 +200,13 @@ impl Collector {
 fn received_spans(request: &ExportTraceServiceRequest) -> Vec<ReceivedSpan> {
     let mut received = Vec::new();
     for resource_spans in &request.resource_spans {
-        let service_name = resource_spans
+        let resource: BTreeMap<String, String> = resource_spans
             .resource
             .iter()
             .flat_map(|resource| &resource.attributes)
-            .find(|attribute| attribute.key == "service.name")
-            .map(|attribute| text(attribute.value.as_ref()))
-            .unwrap_or_default();
+            .map(|attribute| (attribute.key.clone(), text(attribute.value.as_ref())))
+            .collect();
+        let service_name = resource.get("service.name").cloned().unwrap_or_default();
         for span in resource_spans
             .scope_spans
             .iter()
@@ -212,6 +214,7 @@ fn received_spans(request: &ExportTraceServiceRequest) -> Vec<ReceivedSpan> {
         {
             received.push(ReceivedSpan {
                 service_name: service_name.clone(),
+                resource: resource.clone(),
                 trace_id: hex(&span.trace_id),
                 span_id: hex(&span.span_id),
                 parent_span_id: hex(&span.parent_span_id),

@@ -414,6 +414,27 @@ mod tests {
     }
 
     #[test]
+    fn a_bus_node_names_itself_on_every_line() {
+        for json in [true, false] {
+            let lines = Lines::default();
+            let slot = DispatchSlot::default();
+            let node = Some(Arc::<str>::from("node-a"));
+            let subscriber = tracing_subscriber::registry()
+                .with(log_layer(json, &slot, node, lines.clone()).with_filter(LevelFilter::INFO))
+                .with(slot.filler());
+            tracing::subscriber::with_default(subscriber, || tracing::info!(n = 1, "hello"));
+            let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+            if json {
+                let event: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+                assert_eq!(event["node_id"], "node-a", "{text}");
+                assert_eq!(event["fields"]["message"], "hello");
+            } else {
+                assert!(text.trim_end().ends_with("n=1 node_id=node-a"), "{text}");
+            }
+        }
+    }
+
+    #[test]
     fn http_endpoints_get_the_traces_path_once() {
         assert_eq!(
             super::traces_url("http://jaeger:4318"),

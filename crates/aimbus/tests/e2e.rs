@@ -533,6 +533,15 @@ async fn one_message_is_one_trace_across_http_and_rabbitmq() {
     assert_eq!(publish.service_name, "aimbus");
     assert_eq!(process.service_name, "aimbus-systems");
     assert_eq!(answer.service_name, "aimbus-systems");
+    // The bus names its node in its resource; the systems' process is no node.
+    let node = server.resource.get("service.instance.id");
+    assert!(
+        node.is_some_and(|id| !id.is_empty()),
+        "{:?}",
+        server.resource
+    );
+    assert_eq!(publish.resource.get("service.instance.id"), node);
+    assert!(!process.resource.contains_key("service.instance.id"));
     // The caller's tracestate travels with the context, over HTTP and AMQP alike.
     assert_eq!(server.trace_state, "vendor=opaque");
     assert_eq!(process.trace_state, "vendor=opaque");

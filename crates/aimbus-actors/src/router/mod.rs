@@ -391,38 +391,36 @@ impl Handler<Route> for Router {
             slot,
             cache_key,
         };
-        let shared = self
-            .cache
-            .as_ref()
-            .and_then(|c| Some((c.clone(), c.shared()?.clone())));
-        match (shared, cache_key) {
-            // A miss here may be a hit on another node: ask the shared tier off the actor,
-            // and come back to be delivered only on a miss there too.
-            (Some((local, shared)), Some(key)) => {
-                let router = ctx.address();
-                Box::pin(async move {
-                    if let Some(hit) = shared.get(&key).await {
-                        let hit = Arc::new(hit);
-                        local.insert_local(key, Arc::clone(&hit));
-                        let routed = Routed {
-                            reply: hit.reply.clone(),
-                            served_by: hit.served_by.clone(),
-                            attempts: 0,
-                            fallback: false,
-                            cached: true,
-                        };
-                        let result = Ok(routed);
-                        record_outcome(&admitted.span, &result);
-                        return result;
-                    }
-                    router
-                        .send(admitted)
-                        .await
-                        .map_err(Error::stopped("router"))?
-                })
+        let shared = cache_key.and_then(|key| {
+            let local = self.cache.as_ref()?;
+            Some((key, local.clone(), local.shared()?.clone()))
+        });
+        let Some((key, local, shared)) = shared else {
+            return self.deliver(admitted, ctx);
+        };
+        // A miss here may be a hit on another node: ask the shared tier off the actor, and
+        // come back to be delivered only on a miss there too.
+        let router = ctx.address();
+        Box::pin(async move {
+            if let Some(hit) = shared.get(&key).await {
+                let hit = Arc::new(hit);
+                local.insert_local(key, Arc::clone(&hit));
+                let routed = Routed {
+                    reply: hit.reply.clone(),
+                    served_by: hit.served_by.clone(),
+                    attempts: 0,
+                    fallback: false,
+                    cached: true,
+                };
+                let result = Ok(routed);
+                record_outcome(&admitted.span, &result);
+                return result;
             }
-            _ => self.deliver(admitted, ctx),
-        }
+            router
+                .send(admitted)
+                .await
+                .map_err(Error::stopped("router"))?
+        })
     }
 }
 
