@@ -76,6 +76,9 @@ struct Write {
     op: WriteOp,
     reply: Option<oneshot::Sender<Result<WriteOutcome, Error>>>,
     stale_retries: u32,
+    /// A refusal that depends on what the registry holds (an unknown dependency, a
+    /// duplicate) was found to be checked against the store's latest revision.
+    checked_fresh: bool,
 }
 
 enum WriteOp {
@@ -314,6 +317,7 @@ impl RegistryActor {
             op,
             reply: Some(reply),
             stale_retries: 0,
+            checked_fresh: false,
         });
         self.pump(ctx);
         outcome
@@ -342,6 +346,9 @@ impl RegistryActor {
         let change = match self.plan(&write.op) {
             Ok(Some(change)) => change,
             Ok(None) => return write.answer(Ok(WriteOutcome::Seeded)),
+            Err(error) if depends_on_state(&error) && !write.checked_fresh => {
+                return self.check_fresh(write, error, ctx);
+            }
             Err(error) => return write.answer(Err(error)),
         };
         if self.store_retry_at.is_some_and(|at| Instant::now() < at) {
@@ -389,6 +396,28 @@ impl RegistryActor {
                     actor.pump(ctx);
                 }),
         );
+    }
+
+    /// A write refused for what memory holds: refused for good only if memory is the
+    /// store's latest; otherwise read the changes (another node's, not yet announced)
+    /// and check it again.
+    fn check_fresh(&mut self, mut write: Write, refusal: Error, ctx: &mut Context<Self>) {
+        self.writing = true;
+        let store = Arc::clone(&self.store);
+        let read = async move { store.revision().await };
+        ctx.spawn(read.into_actor(self).map(move |latest, actor, ctx| {
+            actor.writing = false;
+            match latest {
+                Ok(latest) if latest > actor.revision => {
+                    write.checked_fresh = true;
+                    actor.writes.push_front(write);
+                    actor.writes.push_front(Write::internal(WriteOp::Resync));
+                }
+                // The store is the same, or cannot say: memory's answer stands.
+                _ => write.answer(Err(refusal)),
+            }
+            actor.pump(ctx);
+        }));
     }
 
     /// What a queued write will commit, checked against memory; `None` for a system of
@@ -563,6 +592,7 @@ impl Write {
             op,
             reply: None,
             stale_retries: 0,
+            checked_fresh: false,
         }
     }
 
@@ -955,6 +985,20 @@ impl Handler<ChildExited> for RegistryActor {
             }
         }
     }
+}
+
+/// Whether a refusal comes from what the registry holds (and so may not hold on the
+/// store's latest revision), rather than from the request itself.
+fn depends_on_state(error: &Error) -> bool {
+    matches!(
+        error.as_registry_error(),
+        Some(
+            aimbus_core::Error::UnknownDependency { .. }
+                | aimbus_core::Error::DependencyCycle { .. }
+                | aimbus_core::Error::DuplicateSystem { .. }
+                | aimbus_core::Error::UnknownSystem(_)
+        )
+    )
 }
 
 /// Writes status changes to the store's history in the background, in batches: the

@@ -97,6 +97,68 @@ async fn each_registered_system_gets_its_own_actor() {
     assert!(a.connected());
 }
 
+async fn ids(registry: &RegistryHandle) -> Vec<String> {
+    registry
+        .query(|r| r.systems().map(|s| s.system_id.clone()).collect())
+        .await
+        .unwrap()
+}
+
+/// Two registries on one store that announces nothing (an SQLite file): each write is
+/// checked against what the store holds now, not against what its node last heard. A
+/// dependency or an id another node registered is found, a write planned against an old
+/// revision is planned again, and a refusal stands only once checked against the latest.
+#[actix_rt::test]
+async fn writes_are_checked_against_the_store_s_latest_revision_not_a_node_s_memory() {
+    let folder = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", folder.path().join("registry.db").display());
+    let pool = aimbus_store::PoolOptions {
+        max_connections: 2,
+        acquire_timeout: Duration::from_secs(5),
+    };
+    let open = |node: &str| {
+        let (url, node) = (url.clone(), node.to_owned());
+        async move {
+            let store = aimbus_store::open(&url, pool).await.unwrap();
+            let node = NodeIdentity {
+                node_id: node,
+                gateway: String::new(),
+                started_at: chrono::Utc::now(),
+            };
+            RegistryHandle::open(&Config::default(), TransportSet::default(), store, node)
+                .await
+                .unwrap()
+        }
+    };
+    let (a, b) = (open("node-a").await, open("node-b").await);
+    a.register(system("base_001", &[])).await.unwrap();
+    // B has not heard of base_001: it finds it in the store.
+    b.register(system("user_001", &["base_001"])).await.unwrap();
+    // A's write is planned against revision 1 while the store is at 2: planned again.
+    a.register(system("other_001", &[])).await.unwrap();
+    b.unregister("other_001").await.unwrap();
+    assert_eq!(ids(&b).await, ["base_001", "user_001"]);
+    // A refusal checked against the latest revision stands (and A, having read it, no
+    // longer holds what B unregistered).
+    let duplicate = a
+        .register(system("user_001", &["base_001"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        duplicate.as_registry_error(),
+        Some(aimbus_core::Error::DuplicateSystem { .. })
+    ));
+    let missing = b
+        .register(system("late_001", &["nowhere_001"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        missing.as_registry_error(),
+        Some(aimbus_core::Error::UnknownDependency { .. })
+    ));
+    assert_eq!(ids(&a).await, ["base_001", "user_001"]);
+}
+
 #[actix_rt::test]
 async fn registry_errors_come_back_typed() {
     let registry = RegistryHandle::in_memory(&Config::default(), TransportSet::default())

@@ -132,6 +132,9 @@ pub trait RegistryStore: Send + Sync + 'static {
     /// The whole registry, read in one transaction.
     fn load(&self) -> StoreFuture<'_, Snapshot>;
 
+    /// The registry's revision now: a node behind it has changes to read.
+    fn revision(&self) -> StoreFuture<'_, i64>;
+
     /// One system (`None` if it is not registered) and the revision it was read at.
     fn load_system<'a>(
         &'a self,

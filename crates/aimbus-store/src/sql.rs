@@ -274,6 +274,13 @@ impl<D: Dialect> RegistryStore for SqlStore<D> {
         Box::pin(self.load_all())
     }
 
+    fn revision(&self) -> StoreFuture<'_, i64> {
+        Box::pin(async move {
+            let mut connection = self.pool.acquire().await?;
+            revision(&mut connection).await
+        })
+    }
+
     fn load_system<'a>(
         &'a self,
         system_id: &'a str,
