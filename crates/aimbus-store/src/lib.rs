@@ -111,8 +111,8 @@ pub enum Notice {
         node_id: String,
         system_id: String,
     },
-    /// Announcements may have been missed (the store's connection was lost): read the
-    /// registry again.
+    /// Announcements may have been missed (before the watch began listening, or while
+    /// its connection was lost): read the registry again.
     Resync,
 }
 

@@ -50,8 +50,9 @@ impl Dialect for Postgres {
     }
 }
 
-/// Hears announcements until the receiver is dropped. Whenever the connection is lost
-/// and made again, announcements may have been missed: the watcher is told to resync.
+/// Hears announcements until the receiver is dropped. Each time LISTEN takes effect (the
+/// first time, and after every lost connection) the watcher is told to resync: what was
+/// committed before was announced to nobody.
 async fn listen(url: String, sender: mpsc::Sender<Notice>) {
     let mut backoff = Backoff::reconnect();
     let mut lost = false;
@@ -77,9 +78,13 @@ async fn listen(url: String, sender: mpsc::Sender<Notice>) {
         }
         if lost {
             tracing::info!("listening for registry changes again");
-            if sender.send(Notice::Resync).await.is_err() {
-                return;
-            }
+        }
+        // What was committed before LISTEN took effect (since the watcher last read the
+        // registry, at its start or before the connection was lost) was announced to
+        // nobody: the watcher reads the registry again, once, now that nothing more can
+        // slip by.
+        if sender.send(Notice::Resync).await.is_err() {
+            return;
         }
         backoff.reset();
         loop {

@@ -249,8 +249,9 @@ async fn postgres_announces_each_commit_to_every_watcher() {
     let writer = aimbus_store::open(database.url(), POOL).await.unwrap();
     let watcher = aimbus_store::open(database.url(), POOL).await.unwrap();
     let mut notices = watcher.watch().expect("postgres announces changes");
-    // LISTEN is issued by the watch task; give it the moment it needs to connect.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once listening, the watcher is told to read what it may have missed before.
+    let first = tokio::time::timeout(Duration::from_secs(5), notices.recv()).await;
+    assert_eq!(first.unwrap(), Some(Notice::Resync));
     let mut registry = Registry::new();
     let mut revision = 0;
     put(
