@@ -10,7 +10,8 @@
 //! installs, as a bus has one per process. Needs RabbitMQ on 127.0.0.1:5672.
 //!
 //! Last, the bus path on two and three bus nodes in one namespace, competing on the
-//! ingress, against one.
+//! ingress, against one; and on one node with `amqp.max_priority = 0` (system queues
+//! without priorities) against the plain relay.
 //!
 //! Run: `cargo bench -p aimbus-benches --bench amqp` (`-- --messages N` to resize,
 //! `--rounds N` for the runs of each path; `AIMBUS_TELEMETRY__OTLP_PROTOCOL` and
@@ -148,9 +149,26 @@ fn kib_payload() -> serde_json::Map<String, serde_json::Value> {
         .clone()
 }
 
-fn bus_config(namespace: &str) -> Arc<Config> {
+/// What a bus run runs: how many bus nodes, and the system queues' `amqp.max_priority`.
+#[derive(Clone, Copy)]
+struct Shape {
+    nodes: usize,
+    max_priority: u8,
+}
+
+impl Shape {
+    /// One node, the defaults.
+    const ONE: Shape = Shape {
+        nodes: 1,
+        max_priority: 10,
+    };
+}
+
+fn bus_config(namespace: &str, shape: Shape) -> Arc<Config> {
+    let max_priority = shape.max_priority;
     let toml = format!(
         "[amqp]\nurl = \"{URL}\"\nnamespace = \"{namespace}\"\nprefetch = {PREFETCH}\n\
+         max_priority = {max_priority}\n\
          [rate_limiting]\nrate_limit_requests_per_minute = 10000000\nrate_limit_burst_size = 1000000\n\
          [core]\nmax_concurrent_requests = 1000\nmax_concurrent_requests_per_system = 1000\n"
     );
@@ -171,9 +189,10 @@ fn bench_system(names: &Names) -> SystemInfo {
 /// clients are not).
 fn start_bus(
     namespace: &str,
+    shape: Shape,
     dispatch: Option<tracing::Dispatch>,
 ) -> (actix::System, std::thread::JoinHandle<()>) {
-    let config = bus_config(namespace);
+    let config = bus_config(namespace, shape);
     let (ready, connected) = std::sync::mpsc::channel();
     let thread = std::thread::spawn(move || {
         let _subscriber = dispatch.map(|dispatch| tracing::dispatcher::set_default(&dispatch));
@@ -207,8 +226,8 @@ fn start_bus(
 
 /// The bus path, driven from its own runtime as a separate publisher and a separate
 /// system would drive it: messages per second and the system's latencies.
-async fn bus_path(namespace: &str, n: usize) -> (f64, Histogram<u64>) {
-    let config = bus_config(namespace);
+async fn bus_path(namespace: &str, n: usize, shape: Shape) -> (f64, Histogram<u64>) {
+    let config = bus_config(namespace, shape);
     let codec = Codec::new(config.decode_limits());
     let names = Names::new(namespace);
     let sink = Sink::new();
@@ -373,7 +392,7 @@ async fn raw_relay(namespace: &str, n: usize, relayed: Relayed) -> (f64, Histogr
 
     let publisher_connection = connect().await;
     let publisher = Publisher::open(&publisher_connection).await.unwrap();
-    let codec = Codec::new(bus_config(namespace).decode_limits());
+    let codec = Codec::new(bus_config(namespace, Shape::ONE).decode_limits());
     let (rate, latencies) = timed_run(&publisher, ("", &input), n, &sink, move || {
         // Microseconds here, so the sink can time the trip as the bus path does.
         let sent_at = Utc::now().timestamp_micros() as u64;
@@ -506,10 +525,11 @@ impl Traced {
 
 /// A child process's run of the bus path, exporting to `otlp_endpoint` what `traced`
 /// says: a subscriber is process-wide, so each setting gets a process.
-fn bus_run_in_child(n: usize, traced: Traced, nodes: usize, otlp_endpoint: &str) -> Run {
+fn bus_run_in_child(n: usize, traced: Traced, shape: Shape, otlp_endpoint: &str) -> Run {
     let output = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--messages", &n.to_string(), "--bus-run", traced.arg()])
-        .args(["--nodes", &nodes.to_string()])
+        .args(["--nodes", &shape.nodes.to_string()])
+        .args(["--max-priority", &shape.max_priority.to_string()])
         .args(["--otlp-endpoint", otlp_endpoint])
         .stderr(std::process::Stdio::inherit())
         .output()
@@ -532,7 +552,7 @@ fn median(mut runs: Vec<Run>) -> Run {
 /// The child's side: the bus path with the subscriber `aimbus serve` would install, on
 /// `nodes` buses in one namespace (each with its own connection, actors and threads,
 /// competing on the ingress queue, as `serve` processes on one broker do).
-fn bus_run(n: usize, traced: Traced, nodes: usize, otlp_endpoint: &str) {
+fn bus_run(n: usize, traced: Traced, shape: Shape, otlp_endpoint: &str) {
     // AIMBUS_TELEMETRY__… variables (the protocol, the queue) apply as they would to a
     // bus; the run's own settings come first and win.
     let config = |tracing: bool| {
@@ -560,11 +580,11 @@ fn bus_run(n: usize, traced: Traced, nodes: usize, otlp_endpoint: &str) {
     let namespace = format!("aimbus-bench-{}", std::process::id());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     // Each bus on its own actix thread; publisher and system on the runtime.
-    let buses: Vec<_> = (0..nodes)
-        .map(|_| start_bus(&namespace, dispatch.clone()))
+    let buses: Vec<_> = (0..shape.nodes)
+        .map(|_| start_bus(&namespace, shape, dispatch.clone()))
         .collect();
     let before = CpuTimes::now();
-    let (rate, latencies) = runtime.block_on(bus_path(&namespace, n));
+    let (rate, latencies) = runtime.block_on(bus_path(&namespace, n, shape));
     let cpu = CpuTimes::now().per_message_since(before, n);
     // Stopped first, or their reconnect loops would declare the namespace again.
     for (bus_system, bus_thread) in buses {
@@ -594,8 +614,11 @@ fn main() {
         .map_or(20_000, |v| v.parse().expect("--messages takes a number"));
     let arg = |name: &str| args.iter().skip_while(|a| *a != name).nth(1);
     if let (Some(traced), Some(endpoint)) = (arg("--bus-run"), arg("--otlp-endpoint")) {
-        let nodes = arg("--nodes").map_or(1, |v| v.parse().expect("--nodes takes a number"));
-        return bus_run(n, Traced::from_arg(traced), nodes, endpoint);
+        let shape = Shape {
+            nodes: arg("--nodes").map_or(1, |v| v.parse().expect("--nodes takes a number")),
+            max_priority: arg("--max-priority").map_or(10, |v| v.parse().expect("0 to 10")),
+        };
+        return bus_run(n, Traced::from_arg(traced), shape, endpoint);
     }
     let namespace = format!("aimbus-bench-{}", std::process::id());
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -621,26 +644,50 @@ fn main() {
     let mut bus_runs: Vec<Vec<Run>> = Traced::ALL.iter().map(|_| Vec::new()).collect();
     // Two and three bus nodes, untraced: on this one machine more nodes add no CPU, so
     // what they show is what coordinating costs per message.
-    const MORE_NODES: [usize; 2] = [2, 3];
-    let mut node_runs: Vec<Vec<Run>> = MORE_NODES.iter().map(|_| Vec::new()).collect();
+    // And one node whose system queues have no priorities (`amqp.max_priority = 0`),
+    // against the plain relay.
+    const SHAPES: [Shape; 3] = [
+        Shape {
+            nodes: 2,
+            max_priority: 10,
+        },
+        Shape {
+            nodes: 3,
+            max_priority: 10,
+        },
+        Shape {
+            nodes: 1,
+            max_priority: 0,
+        },
+    ];
+    let mut shape_runs: Vec<Vec<Run>> = SHAPES.iter().map(|_| Vec::new()).collect();
     for _ in 0..rounds {
         for (relayed, runs) in Relayed::ALL.into_iter().zip(&mut relay_runs) {
             runs.push(relay(relayed));
         }
         for (setting, runs) in Traced::ALL.into_iter().zip(&mut bus_runs) {
-            runs.push(bus_run_in_child(n, setting, 1, &receiver.endpoint()));
+            runs.push(bus_run_in_child(
+                n,
+                setting,
+                Shape::ONE,
+                &receiver.endpoint(),
+            ));
         }
-        for (nodes, runs) in MORE_NODES.into_iter().zip(&mut node_runs) {
+        for (shape, runs) in SHAPES.into_iter().zip(&mut shape_runs) {
             runs.push(bus_run_in_child(
                 n,
                 Traced::Nothing,
-                nodes,
+                shape,
                 &receiver.endpoint(),
             ));
         }
     }
-    let mut node_medians = node_runs.into_iter().map(median);
-    let (two_nodes, three_nodes) = (node_medians.next().unwrap(), node_medians.next().unwrap());
+    let mut shape_medians = shape_runs.into_iter().map(median);
+    let (two_nodes, three_nodes, no_priorities) = (
+        shape_medians.next().unwrap(),
+        shape_medians.next().unwrap(),
+        shape_medians.next().unwrap(),
+    );
     let spans_exported = receiver.span_count();
     let mut relays = relay_runs.into_iter().map(median);
     let (raw, enveloped, prioritised, contract) = (
@@ -668,6 +715,7 @@ fn main() {
         ("all traced", &everything),
         ("aimbus, 2 nodes", &two_nodes),
         ("aimbus, 3 nodes", &three_nodes),
+        ("aimbus, no prio", &no_priorities),
     ] {
         println!(
             "{label:<17} {:>9.0} msg/s   p50 {:>7.2} ms   p99 {:>7.2} ms   CPU/msg: clients {:>5.0} µs, broker {:>5.0} µs",
@@ -708,6 +756,9 @@ fn main() {
         "three_nodes_msgs_per_sec": three_nodes.rate,
         "three_nodes_p99_ms": three_nodes.p99_ms,
         "three_nodes_ratio_to_one": three_nodes.rate / bus.rate,
+        "no_priorities_msgs_per_sec": no_priorities.rate,
+        "no_priorities_p99_ms": no_priorities.p99_ms,
+        "no_priorities_ratio_to_raw_relay": no_priorities.rate / raw.rate,
         "rounds": rounds,
         "spans_exported": spans_exported,
     });

@@ -974,6 +974,49 @@ async fn with_quorum_queues_every_queue_is_quorum_and_requests_cross_them() {
     bus.remove().await;
 }
 
+/// `amqp.max_priority = 0`: the system's queue is declared without priorities (the
+/// broker refuses to redeclare it with them), and messages of every priority cross it.
+#[actix_rt::test]
+async fn with_max_priority_0_system_queues_have_no_priorities_and_messages_cross_them() {
+    let bus = amqp_bus_with("max_priority = 0\n").await;
+    bus.serve(echo).await;
+    let client = bus.client().await;
+    for priority in [0, 9] {
+        let payload = json!({ "priority": priority }).as_object().unwrap().clone();
+        let mut request = IntegrationMessage::new("cmc_001", "hhni_101", "data_request", payload);
+        request.priority = priority;
+        let reply = client
+            .request(request, Format::Json, Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert_eq!(reply.message.payload["priority"], priority);
+    }
+    let connection = Connection::connect(URL, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let mut prioritised = FieldTable::default();
+    prioritised.insert(
+        "x-max-priority".into(),
+        lapin::types::AMQPValue::ShortShortUInt(10),
+    );
+    let queue = bus.names.system_queue("hhni_101");
+    let channel = connection.create_channel().await.unwrap();
+    let refused = channel
+        .queue_declare(queue.as_str().into(), durable, prioritised)
+        .await;
+    assert!(refused.is_err(), "the system queue has no priorities");
+    let channel = connection.create_channel().await.unwrap();
+    let plain = channel
+        .queue_declare(queue.as_str().into(), durable, FieldTable::default())
+        .await;
+    assert!(plain.is_ok(), "{plain:?}");
+    bus.remove().await;
+}
+
 /// With encryption on, payloads cross the broker sealed on the hop to the system (its
 /// queue never holds the plaintext), the SDK opens them and seals its reply, the bus
 /// opens that; a sealed client message that was tampered with is dead-lettered.

@@ -12,9 +12,6 @@ use lapin::{Channel, ExchangeKind};
 use crate::names::{INGRESS_ROUTING_KEY, Names};
 use crate::{Error, parking};
 
-/// Highest priority a classic system queue honours (messages carry 0–9).
-const MAX_PRIORITY: u8 = 10;
-
 fn durable_exchange() -> ExchangeDeclareOptions {
     ExchangeDeclareOptions {
         durable: true,
@@ -155,20 +152,27 @@ pub async fn declare_system_queue(
     Ok(queue)
 }
 
-/// How a system's queue is declared: classic with priorities, or quorum with a
-/// delivery limit.
+/// How a system's queue is declared: classic with priorities (unless `max_priority` is
+/// 0), or quorum with a delivery limit.
 pub fn system_queue_arguments(config: &AmqpConfig, names: &Names) -> FieldTable {
     match config.queue_type {
         QueueType::Classic => {
             let mut arguments = FieldTable::default();
-            arguments.insert(
-                "x-max-priority".into(),
-                AMQPValue::ShortShortUInt(MAX_PRIORITY),
-            );
+            if config.max_priority > 0 {
+                arguments.insert(
+                    "x-max-priority".into(),
+                    AMQPValue::ShortShortUInt(config.max_priority),
+                );
+            }
             arguments
         }
         QueueType::Quorum => limited_quorum(config, names),
     }
+}
+
+/// Whether the system queues `config` declares honour message priorities.
+pub fn honours_priorities(config: &AmqpConfig) -> bool {
+    config.queue_type == QueueType::Classic && config.max_priority > 0
 }
 
 /// A quorum queue whose messages dead-letter with at-least-once safety: the broker keeps
@@ -228,4 +232,35 @@ pub async fn delete_namespace(
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arguments(queue_type: QueueType, max_priority: u8) -> FieldTable {
+        let config = AmqpConfig {
+            queue_type,
+            max_priority,
+            ..AmqpConfig::default()
+        };
+        system_queue_arguments(&config, &Names::new("aimbus"))
+    }
+
+    #[test]
+    fn classic_system_queues_have_the_configured_priorities_or_none() {
+        let ten = arguments(QueueType::Classic, 10);
+        assert_eq!(
+            ten.inner().get("x-max-priority"),
+            Some(&AMQPValue::ShortShortUInt(10))
+        );
+        let none = arguments(QueueType::Classic, 0);
+        assert!(none.inner().is_empty(), "{none:?}");
+        let quorum = arguments(QueueType::Quorum, 10);
+        assert!(quorum.inner().get("x-max-priority").is_none());
+        assert_eq!(
+            quorum.inner().get("x-queue-type"),
+            Some(&AMQPValue::LongString("quorum".into()))
+        );
+    }
 }

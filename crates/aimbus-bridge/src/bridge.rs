@@ -1,9 +1,7 @@
 use std::sync::{Arc, Mutex};
 
 use aimbus_actors::{RegistryHandle, RouterHandle};
-use aimbus_core::{
-    AmqpConfig, Backoff, Codec, Format, IntegrationMessage, QueueType, SystemInfo, interface,
-};
+use aimbus_core::{AmqpConfig, Backoff, Codec, Format, IntegrationMessage, SystemInfo, interface};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use tokio::sync::{broadcast, watch};
 
@@ -45,7 +43,7 @@ impl Bridge {
     /// A bridge that applies `security` to what crosses the broker.
     pub fn new(config: &AmqpConfig, codec: Codec, security: BridgeSecurity) -> Arc<Bridge> {
         let names = Names::new(&config.namespace);
-        let priorities = config.queue_type == QueueType::Classic;
+        let priorities = topology::honours_priorities(config);
         Arc::new(Bridge {
             config: config.clone(),
             codec,

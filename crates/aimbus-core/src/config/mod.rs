@@ -635,6 +635,8 @@ impl Config {
         crate::validate::identifier("amqp.namespace", &a.namespace)
             .map_err(|e| check.error("amqp.namespace", e))?;
         check.range("amqp.prefetch", a.prefetch, 1, 10_000)?;
+        // Messages carry 0–9: more levels than 10 only cost the broker.
+        check.range("amqp.max_priority", a.max_priority, 0, 10)?;
         check.range("amqp.delivery_limit", a.delivery_limit, 1, 1_000)?;
         check.range("amqp.dedup_window", a.dedup_window, 1, 10_000_000)?;
         check.range("amqp.dedup_window_mib", a.dedup_window_mib, 1, 65_536)?;

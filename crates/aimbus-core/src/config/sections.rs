@@ -547,8 +547,7 @@ impl Default for SupervisionConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QueueType {
-    /// Classic queues, with message priorities (`x-max-priority` 10); the attempt count
-    /// travels in a header.
+    /// Classic queues, with message priorities up to `amqp.max_priority`.
     Classic,
     /// Quorum queues (replicated), with `x-delivery-limit`; no priorities.
     Quorum,
@@ -568,6 +567,9 @@ pub struct AmqpConfig {
     /// Unacknowledged ingress messages the bus works on at once.
     pub prefetch: u16,
     pub queue_type: QueueType,
+    /// `x-max-priority` of classic system queues; 0 declares them without priorities, so
+    /// a deployment that does not use them does not pay the broker's priority queues.
+    pub max_priority: u8,
     /// Deliveries of one message before it is dead-lettered.
     pub delivery_limit: u32,
     /// Interface kinds tried, in order, to reach a system.
@@ -602,6 +604,7 @@ impl Default for AmqpConfig {
             namespace: "aimbus".to_owned(),
             prefetch: 64,
             queue_type: QueueType::Classic,
+            max_priority: 10,
             delivery_limit: 5,
             interface_preference: vec!["amqp".to_owned(), "rest_api".to_owned()],
             dedup_window: 100_000,
