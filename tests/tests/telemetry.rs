@@ -143,3 +143,31 @@ fn the_sampling_ratio_decides_new_traces_and_callers_decide_theirs() {
     assert_eq!(spans[0].trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
     assert_eq!(spans[0].parent_span_id, "00f067aa0ba902b7");
 }
+
+/// OpenTelemetry's own variables pick the collector (a signal-specific endpoint used as
+/// it is), the protocol, the service name, headers and the sampler.
+#[test]
+fn opentelemetry_variables_choose_the_collector_protocol_name_and_sampler() {
+    let receiver = Receiver::start().unwrap();
+    let traces = format!("{}/v1/traces", receiver.endpoint());
+    let otel = [
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", traces.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_SERVICE_NAME", "otel-named"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=k%20v"),
+    ];
+    let (subscriber, telemetry) =
+        aimbus_telemetry::subscriber(&config(&otel), Process::Bus).unwrap();
+    make_spans(subscriber, "named by otel", 5);
+    drop(telemetry);
+    let spans = receiver.spans();
+    assert_eq!(spans.len(), 5, "{spans:#?}");
+    assert!(spans.iter().all(|s| s.service_name == "otel-named"));
+
+    let off = [otel.as_slice(), &[("OTEL_TRACES_SAMPLER", "always_off")]].concat();
+    let (subscriber, telemetry) =
+        aimbus_telemetry::subscriber(&config(&off), Process::Bus).unwrap();
+    make_spans(subscriber, "never sampled", 5);
+    drop(telemetry);
+    assert_eq!(receiver.spans().len(), 5, "always_off records nothing");
+}

@@ -20,7 +20,7 @@ pub use config::{
     JwtAlgorithm, LimitsConfig, LoadBalancingAlgorithm, LoadBalancingConfig, LogFormat, LogLevel,
     MonitoringConfig, OtlpProtocol, PerformanceConfig, QueueType, RateLimitingConfig,
     RegistryConfig, SecurityConfig, SlidingWindowType, SupervisionConfig, SystemsFile,
-    TelemetryConfig, host_name,
+    TelemetryConfig, TraceSampler, host_name,
 };
 pub use crypto::{Keyring, SEALED_FIELD, new_keyring_text};
 pub use error::{Error, ErrorKind};

@@ -8,4 +8,8 @@ pub enum Error {
     Runtime(#[from] std::io::Error),
     #[error("a global tracing subscriber is already installed")]
     AlreadyInstalled,
+    /// A `telemetry.otlp_headers` entry gRPC metadata cannot carry (its value is not
+    /// shown: headers carry credentials).
+    #[error("the otlp header `{0}` cannot be sent as grpc metadata")]
+    Header(String),
 }

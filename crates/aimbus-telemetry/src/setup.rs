@@ -6,10 +6,10 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aimbus_core::{Config, LogFormat, OtlpProtocol, TelemetryConfig};
+use aimbus_core::{Config, LogFormat, OtlpProtocol, TelemetryConfig, TraceSampler};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
@@ -245,19 +245,38 @@ fn tracer_provider(
                 .enable_all()
                 .build()?;
             let _entered = runtime.enter();
+            let endpoint = match settings.otlp_traces_endpoint.as_str() {
+                "" => settings.otlp_endpoint.as_str(),
+                traces => traces,
+            };
+            let mut metadata = tonic::metadata::MetadataMap::new();
+            for (name, value) in &settings.otlp_headers {
+                let name =
+                    tonic::metadata::MetadataKey::from_bytes(name.to_ascii_lowercase().as_bytes())
+                        .map_err(|_| Error::Header(name.clone()))?;
+                let value = value.parse().map_err(|_| Error::Header(name.to_string()))?;
+                metadata.insert(name, value);
+            }
             let exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
-                .with_endpoint(&settings.otlp_endpoint)
+                .with_endpoint(endpoint)
+                .with_metadata(metadata)
                 .with_timeout(timeout)
                 .build()
-                .map_err(|e| failed(&settings.otlp_endpoint, e))?;
+                .map_err(|e| failed(endpoint, e))?;
             (exporter, Some(runtime))
         }
         OtlpProtocol::HttpProtobuf => {
-            let endpoint = traces_url(&settings.otlp_endpoint);
+            // A signal-specific endpoint is used as it is, as OpenTelemetry specifies.
+            let endpoint = match settings.otlp_traces_endpoint.as_str() {
+                "" => traces_url(&settings.otlp_endpoint),
+                traces => traces.to_owned(),
+            };
+            let headers = settings.otlp_headers.clone().into_iter().collect();
             let exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
                 .with_protocol(Protocol::HttpBinary)
+                .with_headers(headers)
                 .with_endpoint(&endpoint)
                 .with_timeout(timeout)
                 .build()
@@ -277,17 +296,35 @@ fn tracer_provider(
                 .build(),
         )
         .build();
-    let ratio = Sampler::TraceIdRatioBased(settings.sampling_ratio);
     let provider = SdkTracerProvider::builder()
         .with_span_processor(admission.around(batch))
-        .with_sampler(Sampler::ParentBased(Box::new(ratio)))
-        .with_resource(resource(service_name, node_id))
+        .with_sampler(sampler(settings))
+        .with_resource(resource(settings, service_name, node_id))
         .build();
     Ok((provider, runtime))
 }
 
-fn resource(service_name: &str, node_id: Option<&str>) -> Resource {
-    let mut attributes = vec![KeyValue::new("service.version", env!("CARGO_PKG_VERSION"))];
+fn sampler(settings: &TelemetryConfig) -> Sampler {
+    let ratio = || Sampler::TraceIdRatioBased(settings.sampling_ratio);
+    match settings.sampler {
+        TraceSampler::AlwaysOn => Sampler::AlwaysOn,
+        TraceSampler::AlwaysOff => Sampler::AlwaysOff,
+        TraceSampler::TraceIdRatio => ratio(),
+        TraceSampler::ParentbasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        TraceSampler::ParentbasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        TraceSampler::ParentbasedTraceIdRatio => Sampler::ParentBased(Box::new(ratio())),
+    }
+}
+
+fn resource(settings: &TelemetryConfig, service_name: &str, node_id: Option<&str>) -> Resource {
+    // The configured ones first: the bus's own below win where a key is set twice.
+    let mut attributes: Vec<KeyValue> = settings
+        .resource_attributes
+        .iter()
+        .filter(|(key, _)| key.as_str() != "service.name")
+        .map(|(key, value)| KeyValue::new(key.clone(), value.clone()))
+        .collect();
+    attributes.push(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
     if let Some(host) = aimbus_core::host_name() {
         attributes.push(KeyValue::new("host.name", host));
     }

@@ -467,8 +467,14 @@ async fn one_message_is_one_trace_across_http_and_rabbitmq() {
 
     let receiver = Receiver::start().unwrap();
     let endpoint = receiver.endpoint();
+    // Pointed at the receiver (on a port of its own) by OpenTelemetry's own variables, as
+    // a user of any OpenTelemetry SDK would.
     let exporting = [
-        ("AIMBUS_TELEMETRY__OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment=e2e,team=aim%20os",
+        ),
         ("AIMBUS_TELEMETRY__EXPORT_INTERVAL_MS", "100"),
     ];
     let stack = Stack::start("trace", &["--system", "hhni_001"], &exporting);
@@ -542,6 +548,19 @@ async fn one_message_is_one_trace_across_http_and_rabbitmq() {
     );
     assert_eq!(publish.resource.get("service.instance.id"), node);
     assert!(!process.resource.contains_key("service.instance.id"));
+    for span in [&server, &process] {
+        let environment = span.resource.get("deployment.environment");
+        assert_eq!(
+            environment.map(String::as_str),
+            Some("e2e"),
+            "{:?}",
+            span.resource
+        );
+        assert_eq!(
+            span.resource.get("team").map(String::as_str),
+            Some("aim os")
+        );
+    }
     // The caller's tracestate travels with the context, over HTTP and AMQP alike.
     assert_eq!(server.trace_state, "vendor=opaque");
     assert_eq!(process.trace_state, "vendor=opaque");

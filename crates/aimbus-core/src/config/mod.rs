@@ -18,6 +18,7 @@ pub use sections::{
     LimitsConfig, LoadBalancingAlgorithm, LoadBalancingConfig, LogFormat, LogLevel,
     MonitoringConfig, OtlpProtocol, PerformanceConfig, QueueType, RateLimitingConfig,
     RegistryConfig, SecurityConfig, SlidingWindowType, SupervisionConfig, TelemetryConfig,
+    TraceSampler,
 };
 pub use systems_file::SystemsFile;
 
@@ -95,7 +96,12 @@ impl Config {
                     path: origin.to_owned(),
                     reason: e.to_string().trim_end().to_owned(),
                 })?;
-        let overrides = apply_env_overrides(&mut table, env)?;
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        // OpenTelemetry's own variables over the file, the bus's own over both: the more
+        // specific setting wins (and is named first when an error is blamed).
+        let otel = apply_otel_env(&mut table, &env)?;
+        let mut overrides = apply_env_overrides(&mut table, env)?;
+        overrides.extend(otel);
         let origin_of = |key: &str| -> String {
             overrides
                 .iter()
@@ -401,6 +407,34 @@ impl Config {
                     t.otlp_endpoint
                 ),
             ));
+        }
+        let traces = t.otlp_traces_endpoint.as_str();
+        if !(traces.is_empty() || traces.starts_with("http://") || traces.starts_with("https://")) {
+            return Err(check.error(
+                "telemetry.otlp_traces_endpoint",
+                format!(
+                    "got `{}`: expected empty or a URL such as http://127.0.0.1:4318/v1/traces",
+                    t.otlp_traces_endpoint
+                ),
+            ));
+        }
+        for (name, value) in &t.otlp_headers {
+            let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            if name.is_empty() || !name.bytes().all(token) {
+                return Err(check.error(
+                    "telemetry.otlp_headers",
+                    format!("`{name}` is not a header name"),
+                ));
+            }
+            if value.bytes().any(|b| b.is_ascii_control()) {
+                return Err(check.error(
+                    "telemetry.otlp_headers",
+                    format!("the value of `{name}` holds a control character"),
+                ));
+            }
+        }
+        if t.resource_attributes.keys().any(String::is_empty) {
+            return Err(check.error("telemetry.resource_attributes", "a key is empty"));
         }
         crate::validate::identifier("telemetry.service_name", &t.service_name)
             .map_err(|e| check.error("telemetry.service_name", e))?;
@@ -725,6 +759,184 @@ fn apply_env_overrides(
         overrides.insert(key, var);
     }
     Ok(overrides.into_iter().collect())
+}
+
+/// Maps OpenTelemetry's environment variables (as every OpenTelemetry SDK reads them)
+/// onto `telemetry` and `monitoring` keys; returns which key each variable set.
+fn apply_otel_env(
+    table: &mut toml::Table,
+    env: &[(String, String)],
+) -> Result<Vec<(String, String)>, Error> {
+    let get = |name: &str| {
+        env.iter()
+            .rev()
+            .find(|(var, _)| var == name)
+            .map(|(_, value)| value.trim())
+            .filter(|value| !value.is_empty())
+    };
+    let refused = |var: &str, key: &str, problem: String| Error::Config {
+        origin: format!("environment variable {var}"),
+        key: key.to_owned(),
+        problem,
+    };
+    let mut set: Vec<(String, String, toml::Value)> = Vec::new();
+    let mut put = |key: &str, var: &str, value: toml::Value| {
+        set.push((key.to_owned(), var.to_owned(), value));
+    };
+    if get("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        put(
+            "monitoring.enable_tracing",
+            "OTEL_SDK_DISABLED",
+            false.into(),
+        );
+    }
+    if let Some(endpoint) = get("OTEL_EXPORTER_OTLP_ENDPOINT") {
+        put(
+            "telemetry.otlp_endpoint",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            endpoint.into(),
+        );
+    }
+    if let Some(endpoint) = get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+        let var = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+        put("telemetry.otlp_traces_endpoint", var, endpoint.into());
+    }
+    for var in [
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    ] {
+        let Some(protocol) = get(var) else { continue };
+        let ours = match protocol {
+            "grpc" => "grpc",
+            "http/protobuf" => "http_protobuf",
+            other => {
+                return Err(refused(
+                    var,
+                    "telemetry.otlp_protocol",
+                    format!("got `{other}`: expected grpc or http/protobuf"),
+                ));
+            }
+        };
+        put("telemetry.otlp_protocol", var, ours.into());
+    }
+    let mut headers = toml::Table::new();
+    let mut headers_from = None;
+    for var in [
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    ] {
+        let Some(list) = get(var) else { continue };
+        let pairs = key_value_list(list)
+            .map_err(|problem| refused(var, "telemetry.otlp_headers", problem))?;
+        headers.extend(pairs.into_iter().map(|(k, v)| (k, v.into())));
+        headers_from = Some(var);
+    }
+    if let Some(var) = headers_from {
+        put("telemetry.otlp_headers", var, headers.into());
+    }
+    let service_name = get("OTEL_SERVICE_NAME");
+    if let Some(list) = get("OTEL_RESOURCE_ATTRIBUTES") {
+        let var = "OTEL_RESOURCE_ATTRIBUTES";
+        let pairs = key_value_list(list)
+            .map_err(|problem| refused(var, "telemetry.resource_attributes", problem))?;
+        if let (None, Some((_, name))) = (
+            service_name,
+            pairs.iter().find(|(k, _)| k == "service.name"),
+        ) {
+            put("telemetry.service_name", var, name.clone().into());
+        }
+        let attributes: toml::Table = pairs.into_iter().map(|(k, v)| (k, v.into())).collect();
+        put("telemetry.resource_attributes", var, attributes.into());
+    }
+    if let Some(name) = service_name {
+        put("telemetry.service_name", "OTEL_SERVICE_NAME", name.into());
+    }
+    if let Some(sampler) = get("OTEL_TRACES_SAMPLER") {
+        const KNOWN: [&str; 6] = [
+            "always_on",
+            "always_off",
+            "traceidratio",
+            "parentbased_always_on",
+            "parentbased_always_off",
+            "parentbased_traceidratio",
+        ];
+        if !KNOWN.contains(&sampler) {
+            return Err(refused(
+                "OTEL_TRACES_SAMPLER",
+                "telemetry.sampler",
+                format!("got `{sampler}`: expected one of {}", KNOWN.join(", ")),
+            ));
+        }
+        put("telemetry.sampler", "OTEL_TRACES_SAMPLER", sampler.into());
+    }
+    if let Some(arg) = get("OTEL_TRACES_SAMPLER_ARG") {
+        let ratio: f64 = arg.parse().map_err(|_| {
+            refused(
+                "OTEL_TRACES_SAMPLER_ARG",
+                "telemetry.sampling_ratio",
+                format!("got `{arg}`: expected a number from 0 to 1"),
+            )
+        })?;
+        put(
+            "telemetry.sampling_ratio",
+            "OTEL_TRACES_SAMPLER_ARG",
+            ratio.into(),
+        );
+    }
+    let mut origins = Vec::with_capacity(set.len());
+    for (key, var, value) in set {
+        let (section, field) = key.split_once('.').expect("section.field");
+        let section = table
+            .entry(section)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let Some(section) = section.as_table_mut() else {
+            return Err(refused(
+                &var,
+                &key,
+                "the file sets this key to a value, not a section".into(),
+            ));
+        };
+        section.insert(field.to_owned(), value);
+        origins.push((key, var));
+    }
+    Ok(origins)
+}
+
+/// OpenTelemetry's `key1=value1,key2=value2` lists, values percent-decoded.
+fn key_value_list(list: &str) -> Result<Vec<(String, String)>, String> {
+    list.split(',')
+        .filter(|item| !item.trim().is_empty())
+        .map(|item| {
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| format!("`{}` is not key=value", item.trim()))?;
+            let key = key.trim();
+            if key.is_empty() {
+                return Err(format!("`{}` has no key", item.trim()));
+            }
+            Ok((key.to_owned(), percent_decoded(value.trim())?))
+        })
+        .collect()
+}
+
+fn percent_decoded(text: &str) -> Result<String, String> {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("`{text}` has a bad percent escape"))?;
+            decoded.push(hex);
+            i += 3;
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(decoded).map_err(|_| format!("`{text}` does not decode to UTF-8"))
 }
 
 /// An environment value is read as a TOML value (`5`, `2.5`, `true`, `[1, 2]`) when it

@@ -624,6 +624,22 @@ pub enum OtlpProtocol {
     HttpProtobuf,
 }
 
+/// Which new traces are recorded, as OpenTelemetry names its samplers
+/// (`OTEL_TRACES_SAMPLER`); the ratio ones take `sampling_ratio`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TraceSampler {
+    AlwaysOn,
+    AlwaysOff,
+    #[serde(rename = "traceidratio")]
+    TraceIdRatio,
+    ParentbasedAlwaysOn,
+    ParentbasedAlwaysOff,
+    /// A caller's sampled `traceparent` decides; new traces by `sampling_ratio`.
+    #[serde(rename = "parentbased_traceidratio")]
+    ParentbasedTraceIdRatio,
+}
+
 /// How log lines are written to standard error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -648,8 +664,15 @@ pub struct TelemetryConfig {
     /// `service.name` of the bus's spans; `aimbus systems simulate` exports as
     /// `<service_name>-systems`.
     pub service_name: String,
-    /// Share of new traces recorded, from 0 to 1; a trace continued from a caller follows
-    /// the caller's decision.
+    /// Signal-specific URL of the collector's trace endpoint, used as it is (no path
+    /// appended); empty for `otlp_endpoint`.
+    pub otlp_traces_endpoint: String,
+    /// Headers sent with every export request (an API key, say).
+    pub otlp_headers: BTreeMap<String, String>,
+    /// Attributes added to the resource of every exported span.
+    pub resource_attributes: BTreeMap<String, String>,
+    pub sampler: TraceSampler,
+    /// Share of new traces recorded, from 0 to 1, for the ratio samplers.
     pub sampling_ratio: f64,
     /// Finished spans waiting for export; when full, new spans are dropped and counted
     /// (`aimbus_trace_spans_dropped_total`), never waited for.
@@ -669,6 +692,10 @@ impl Default for TelemetryConfig {
             otlp_endpoint: "http://127.0.0.1:4317".to_owned(),
             otlp_protocol: OtlpProtocol::Grpc,
             service_name: "aimbus".to_owned(),
+            otlp_traces_endpoint: String::new(),
+            otlp_headers: BTreeMap::new(),
+            resource_attributes: BTreeMap::new(),
+            sampler: TraceSampler::ParentbasedTraceIdRatio,
             sampling_ratio: 1.0,
             export_queue_size: 8192,
             export_batch_size: 512,

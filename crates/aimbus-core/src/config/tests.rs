@@ -450,3 +450,88 @@ fn an_empty_node_id_is_generated_once_and_a_configured_one_kept() {
     .with_node_id();
     assert_eq!(configured.cluster().node_id, "node-a");
 }
+
+fn with_env(text: &str, env: &[(&str, &str)]) -> Result<Config, Error> {
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    Config::from_toml_str("aimbus.toml", text, env, ".".into())
+}
+
+/// OpenTelemetry's variables, as every OpenTelemetry SDK reads them: over the file, under
+/// the bus's own `AIMBUS_TELEMETRY__*`.
+#[test]
+fn opentelemetry_variables_override_the_file_and_aimbus_variables_override_them() {
+    let file = "[telemetry]\notlp_endpoint = \"http://file:4317\"\nservice_name = \"from-file\"\n";
+    let otel = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:14317"),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://collector:14318/custom/traces",
+        ),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "api-key=s%3Dcret,x-team = aim",
+        ),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "service.name=from-resource,deployment.environment=prod",
+        ),
+        ("OTEL_TRACES_SAMPLER", "traceidratio"),
+        ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+    ];
+    let config = with_env(file, &otel).unwrap();
+    let t = config.telemetry();
+    assert_eq!(t.otlp_endpoint, "http://collector:14317");
+    assert_eq!(
+        t.otlp_traces_endpoint,
+        "http://collector:14318/custom/traces"
+    );
+    assert_eq!(t.otlp_protocol, OtlpProtocol::HttpProtobuf);
+    assert_eq!(t.otlp_headers["api-key"], "s=cret");
+    assert_eq!(t.otlp_headers["x-team"], "aim");
+    assert_eq!(
+        t.service_name, "from-resource",
+        "OTEL_RESOURCE_ATTRIBUTES' service.name"
+    );
+    assert_eq!(t.resource_attributes["deployment.environment"], "prod");
+    assert_eq!(t.sampler, TraceSampler::TraceIdRatio);
+    assert_eq!(t.sampling_ratio, 0.25);
+    assert!(config.monitoring().enable_tracing);
+
+    let mut both = otel.to_vec();
+    both.push(("OTEL_SERVICE_NAME", "from-otel"));
+    both.push(("AIMBUS_TELEMETRY__OTLP_ENDPOINT", "http://aimbus:4317"));
+    both.push(("OTEL_SDK_DISABLED", "TRUE"));
+    let config = with_env(file, &both).unwrap();
+    assert_eq!(config.telemetry().service_name, "from-otel");
+    assert_eq!(config.telemetry().otlp_endpoint, "http://aimbus:4317");
+    assert!(!config.monitoring().enable_tracing, "OTEL_SDK_DISABLED");
+}
+
+#[test]
+fn bad_opentelemetry_variables_are_refused_naming_the_variable() {
+    for (var, value, expected) in [
+        (
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "http/json",
+            "expected grpc or http/protobuf",
+        ),
+        (
+            "OTEL_TRACES_SAMPLER",
+            "jaeger_remote",
+            "parentbased_traceidratio",
+        ),
+        ("OTEL_TRACES_SAMPLER_ARG", "half", "from 0 to 1"),
+        ("OTEL_TRACES_SAMPLER_ARG", "2", "from 0 to 1"),
+        ("OTEL_RESOURCE_ATTRIBUTES", "team", "not key=value"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "k=%zz", "percent escape"),
+        ("OTEL_SERVICE_NAME", "two words", "telemetry.service_name"),
+    ] {
+        let error = with_env("", &[(var, value)]).unwrap_err().to_string();
+        assert!(
+            error.contains(&format!("environment variable {var}")),
+            "{var}: {error}"
+        );
+        assert!(error.contains(expected), "{var}: {error}");
+    }
+}
