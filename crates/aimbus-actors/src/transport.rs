@@ -19,9 +19,10 @@ impl Reply {
         Reply { payload }
     }
 
-    /// The encoded size, which the response cache counts against its byte budget.
+    /// The encoded size, which the response cache counts against its byte budget:
+    /// counted as it is serialized, with no copy made.
     pub fn weight(&self) -> usize {
-        serde_json::to_vec(&self.payload).map_or(0, |bytes| bytes.len())
+        aimbus_core::json_len(&self.payload)
     }
 }
 

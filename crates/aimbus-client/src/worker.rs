@@ -100,27 +100,9 @@ impl Answer {
         } else {
             self.clone()
         };
-        let size = ANSWER_ENVELOPE_BYTES + json_bytes(&kept.reply.payload);
+        let size = ANSWER_ENVELOPE_BYTES + aimbus_core::json_len(&kept.reply.payload);
         (kept, size)
     }
-}
-
-/// The bytes `payload` takes as JSON, which its in-memory form follows closely (its
-/// encoding on the wire may be compressed, and say little of the memory).
-fn json_bytes(payload: &Map<String, Value>) -> usize {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len();
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    serde_json::to_writer(&mut counter, payload).expect("counting bytes never fails");
-    counter.0
 }
 
 /// What becomes of a delivery once handled.

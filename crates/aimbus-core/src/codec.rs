@@ -306,9 +306,38 @@ fn check_msgpack_shape(mut input: &[u8], max_depth: usize) -> Result<(), Error> 
     }
 }
 
+/// The bytes `value` takes as JSON, counted as it is written, with nothing allocated:
+/// what the caches and dedup windows weigh an answer by (its in-memory form follows its
+/// JSON closely; its wire form may be compressed and say little of the memory).
+pub fn json_len(value: &impl serde::Serialize) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Only a value whose Serialize fails can fail here: weigh it as nothing.
+    match serde_json::to_writer(&mut counter, value) {
+        Ok(()) => counter.0,
+        Err(_) => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_len_is_the_length_of_the_json_without_writing_it_out() {
+        let value = serde_json::json!({"a": [1, 2.5, "é\u{1F600}"], "b": {"c": null}});
+        assert_eq!(json_len(&value), serde_json::to_vec(&value).unwrap().len());
+        assert_eq!(json_len(&serde_json::Map::new()), 2);
+    }
 
     #[test]
     fn bodies_above_the_threshold_travel_gzipped_and_come_back_whole() {

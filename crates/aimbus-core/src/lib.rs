@@ -13,7 +13,7 @@ mod signing;
 pub mod validate;
 
 pub use backoff::Backoff;
-pub use codec::{Codec, Compression, DecodeLimits, Format, GZIP, MAX_SUPPORTED_DEPTH};
+pub use codec::{Codec, Compression, DecodeLimits, Format, GZIP, MAX_SUPPORTED_DEPTH, json_len};
 pub use config::{
     AmqpConfig, AuthenticationMethod, CachingConfig, CircuitBreakerConfig, ClusterConfig, Config,
     CoreConfig, ENV_PREFIX, EncryptionAlgorithm, EvictionPolicy, FallbackConfig, GatewayConfig,

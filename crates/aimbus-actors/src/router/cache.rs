@@ -76,8 +76,8 @@ impl ResponseCache {
         hasher.update(&[0]);
         hasher.update(message.message_type.as_bytes());
         hasher.update(&[0]);
-        let payload = serde_json::to_vec(&message.payload).ok()?;
-        hasher.update(&payload);
+        // Serialized straight into the hasher: no copy of the payload per message.
+        serde_json::to_writer(&mut hasher, &message.payload).ok()?;
         Some(*hasher.finalize().as_bytes())
     }
 
