@@ -1,7 +1,9 @@
 //! The whole bus as a user runs it: `aimbus serve` and `aimbus systems simulate --all`
 //! as processes on the real broker, and a client that publishes to the ingress.
 
-use std::process::{Child, Command};
+use std::process::Command;
+
+use common::Reaped;
 use std::time::Duration;
 
 use aimbus_amqp::{Names, topology};
@@ -26,7 +28,7 @@ fn shipped_config() -> (tempfile::TempDir, std::path::PathBuf) {
 }
 
 /// Starts `aimbus <args>` in `namespace` and waits for `ready` in its log.
-fn start(config: &std::path::Path, namespace: &str, args: &[&str], ready: &str) -> Child {
+fn start(config: &std::path::Path, namespace: &str, args: &[&str], ready: &str) -> Reaped {
     start_with(config, namespace, args, ready, &[])
 }
 
@@ -36,7 +38,7 @@ fn start_with(
     args: &[&str],
     ready: &str,
     env: &[(&str, &str)],
-) -> Child {
+) -> Reaped {
     start_logging(config, namespace, args, ready, env).0
 }
 
@@ -47,7 +49,7 @@ fn start_logging(
     args: &[&str],
     ready: &str,
     env: &[(&str, &str)],
-) -> (Child, Option<String>) {
+) -> (Reaped, Option<String>) {
     let mut command = common::aimbus_command();
     command
         .arg("--config")
@@ -73,8 +75,8 @@ struct Stack {
     config: Config,
     /// The gateway's base URL.
     gateway: String,
-    serve: Child,
-    simulate: Child,
+    serve: Reaped,
+    simulate: Reaped,
     _dir: tempfile::TempDir,
 }
 

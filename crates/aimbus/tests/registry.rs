@@ -2,7 +2,6 @@
 //! through the gateway, restarts, `kill -9`, and several nodes on one PostgreSQL.
 
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,7 +52,7 @@ impl Setup {
 /// One `aimbus serve` without the broker (the registry needs none), on `store` (empty for
 /// SQLite in the data directory).
 struct Node {
-    child: Child,
+    child: common::Reaped,
     url: String,
 }
 

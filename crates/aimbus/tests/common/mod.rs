@@ -28,6 +28,40 @@ pub fn gateway_address(line: &str) -> Option<String> {
     Some(address.split_whitespace().next()?.to_owned())
 }
 
+/// A child process that is killed when dropped, so a test that fails half-way leaves no
+/// `serve` behind (one that would declare its namespace again on the shared broker).
+pub struct Reaped(Option<Child>);
+
+impl Reaped {
+    /// The child, no longer killed on drop.
+    pub fn into_inner(mut self) -> Child {
+        self.0.take().expect("held until taken")
+    }
+}
+
+impl std::ops::Deref for Reaped {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.0.as_ref().expect("held until taken")
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.0.as_mut().expect("held until taken")
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            // Already gone when the test stopped it: both calls then do nothing.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Spawns `command` and reads its log until a line contains `ready`, handing every line
 /// to `each` on the way; fails after `patience`.
 pub fn spawn_until(
@@ -35,7 +69,7 @@ pub fn spawn_until(
     ready: &str,
     patience: Duration,
     mut each: impl FnMut(&str),
-) -> (Child, Lines<BufReader<ChildStderr>>) {
+) -> (Reaped, Lines<BufReader<ChildStderr>>) {
     let mut child = command
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -48,7 +82,7 @@ pub fn spawn_until(
         let _ = child.wait();
         panic!("{command:?}: {problem}");
     }
-    (child, lines)
+    (Reaped(Some(child)), lines)
 }
 
 fn read_until(
@@ -72,7 +106,8 @@ fn read_until(
 }
 
 /// Asks a process to stop as `docker stop` does, and checks it exits cleanly.
-pub fn terminate(mut child: Child) {
+pub fn terminate(child: Reaped) {
+    let mut child = child.into_inner();
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
