@@ -126,6 +126,12 @@ impl Stack {
     }
 }
 
+/// The gateway's `/metrics`, as Prometheus reads it.
+async fn scrape(http: &reqwest::Client, gateway: &str) -> String {
+    let response = http.get(format!("{gateway}/metrics")).send().await.unwrap();
+    response.text().await.unwrap()
+}
+
 /// `aimbus token mint` with `config`, as a user runs it.
 fn mint(config: &std::path::Path, sub: &str, role: &str) -> String {
     let output = common::aimbus_command()
@@ -193,14 +199,7 @@ async fn http_messages_reach_simulated_systems_over_rabbitmq() {
     let answer = next_message(&channel, &replies).await;
     let correlation = answer.delivery.properties.correlation_id().clone().unwrap();
     assert_eq!(correlation.as_str(), later["message_id"].as_str().unwrap());
-    let metrics = http
-        .get(format!("{gateway}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&http, gateway).await;
     // Every series names the node first (the shipped config leaves the id generated).
     for (name, label) in [
         (
@@ -1062,14 +1061,7 @@ async fn three_nodes_one_killed_mid_stream_lose_nothing_and_each_message_is_hand
     let http = reqwest::Client::new();
     let mut routed_by = Vec::new();
     for (_, gateway) in &nodes {
-        let metrics = http
-            .get(format!("http://{gateway}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = scrape(&http, &format!("http://{gateway}")).await;
         let routed: f64 = metrics
             .lines()
             .filter(|l| {

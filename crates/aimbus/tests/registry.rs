@@ -272,7 +272,7 @@ async fn the_systems_file_adds_what_is_new_to_it_and_leaves_the_rest() {
     );
     let first = api.ids(&node.url).await;
     assert_eq!(first.len(), 12);
-    let versions: Vec<Option<String>> = futures_versions(&api, &node.url, &first).await;
+    let versions: Vec<Option<String>> = versions_of(&api, &node.url, &first).await;
     assert!(
         versions.iter().all(|v| v.as_deref() == Some("1.0.0")),
         "the edited version of a seeded system is not applied: {versions:?}"
@@ -280,7 +280,7 @@ async fn the_systems_file_adds_what_is_new_to_it_and_leaves_the_rest() {
     node.stop();
 }
 
-async fn futures_versions(api: &Api, node: &str, ids: &[String]) -> Vec<Option<String>> {
+async fn versions_of(api: &Api, node: &str, ids: &[String]) -> Vec<Option<String>> {
     let mut versions = Vec::with_capacity(ids.len());
     for id in ids {
         versions.push(api.version(node, id).await);

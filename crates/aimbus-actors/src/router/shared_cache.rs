@@ -12,7 +12,7 @@ use std::time::Duration;
 use aimbus_core::Config;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::Mutex;
+use std::sync::Mutex;
 use tokio::time::Instant;
 
 use super::cache::{CacheKey, CachedReply};
@@ -35,7 +35,8 @@ struct Inner {
     max_entry_bytes: u64,
     timeout: Duration,
     up: AtomicBool,
-    /// Until then, Redis is not asked (it failed moments ago).
+    /// Until then, Redis is not asked (it failed moments ago). A plain mutex: it is never
+    /// held across an await, and an async one would cost every lookup more.
     resting_until: Mutex<Option<Instant>>,
 }
 
@@ -65,10 +66,12 @@ impl SharedCache {
     }
 
     fn redis_key(&self, key: &CacheKey) -> String {
+        use std::fmt::Write;
+        // Written into one buffer: this runs on every lookup.
         let mut name = String::with_capacity(self.inner.prefix.len() + 64);
         name.push_str(&self.inner.prefix);
         for byte in key {
-            name.push_str(&format!("{byte:02x}"));
+            let _ = write!(name, "{byte:02x}");
         }
         name
     }
@@ -111,15 +114,10 @@ impl SharedCache {
     /// Runs one Redis call within the timeout, unless Redis is resting; records whether
     /// it answered.
     async fn call<T>(&self, call: impl Future<Output = redis::RedisResult<T>>) -> Option<T> {
-        {
-            let mut resting = self.inner.resting_until.lock().await;
-            match *resting {
-                Some(until) if Instant::now() < until => {
-                    ::metrics::counter!(metrics::CACHE_SHARED_FALLBACKS).increment(1);
-                    return None;
-                }
-                _ => *resting = None,
-            }
+        let resting = *self.inner.resting_until.lock().expect("rest lock");
+        if resting.is_some_and(|until| Instant::now() < until) {
+            ::metrics::counter!(metrics::CACHE_SHARED_FALLBACKS).increment(1);
+            return None;
         }
         let outcome = match tokio::time::timeout(self.inner.timeout, call).await {
             Ok(Ok(value)) => Ok(value),
@@ -135,7 +133,8 @@ impl SharedCache {
             }
             Err(error) => {
                 ::metrics::counter!(metrics::CACHE_SHARED_FALLBACKS).increment(1);
-                *self.inner.resting_until.lock().await = Some(Instant::now() + RETRY_AFTER);
+                *self.inner.resting_until.lock().expect("rest lock") =
+                    Some(Instant::now() + RETRY_AFTER);
                 if self.inner.up.swap(false, Ordering::Relaxed) {
                     tracing::warn!(%error, "the shared response cache (Redis) is away; serving from the local cache until it returns");
                 }
