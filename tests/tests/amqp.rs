@@ -330,7 +330,7 @@ async fn a_request_on_the_ingress_reaches_an_sdk_system_and_its_reply_comes_back
         ))
         .await
         .unwrap();
-    assert_eq!(routed.served_by, "hhni_101");
+    assert_eq!(&*routed.served_by, "hhni_101");
     assert_eq!(routed.reply.payload["direct"], true);
     bus.remove().await;
 }

@@ -21,7 +21,7 @@ pub use registry_actor::{
     RegistryActor, Seed, SetPerformanceMetrics, SetStatus, StatusHistory, Subscribe, Subscription,
     Unregister,
 };
-pub use router::{Route, Routed, RouterHandle};
+pub use router::{Routed, RouterHandle};
 pub use stats::{LatencySummary, SystemMetrics};
 pub use supervision::{RestartPolicy, RestartTracker, Verdict};
 pub use system_actor::{

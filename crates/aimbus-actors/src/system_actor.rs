@@ -134,6 +134,17 @@ impl SystemDirectory {
             .cloned()
     }
 
+    /// Delivers to the system's running actor, if it has one: sent under the read lock,
+    /// so the hot path clones no address.
+    pub fn deliver(
+        &self,
+        system_id: &str,
+        deliver: Deliver,
+    ) -> Option<actix::dev::Request<SystemActor, Deliver>> {
+        let directory = self.0.read().expect("directory lock");
+        directory.get(system_id).map(|addr| addr.send(deliver))
+    }
+
     pub(crate) fn set(&self, system_id: &str, addr: Addr<SystemActor>) {
         self.0
             .write()

@@ -11,6 +11,18 @@ pub const MAX_PRIORITY: u8 = 9;
 const MAX_QUEUE_NAME_LEN: usize = 255;
 const MAX_TEXT_LEN: usize = 256;
 
+/// The bytes an identifier may hold: ASCII letters, digits and `_ - . :`.
+static IDENTIFIER_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b':');
+        b += 1;
+    }
+    table
+};
+
 /// Checks that `value` is a non-empty identifier of ASCII letters, digits and `_ - . :`.
 pub fn identifier(field: &str, value: &str) -> Result<(), Error> {
     if value.is_empty() {
@@ -22,8 +34,9 @@ pub fn identifier(field: &str, value: &str) -> Result<(), Error> {
             format!("is {} bytes long; the limit is {MAX_ID_LEN}", value.len()),
         ));
     }
-    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':');
-    // Bytes, not chars: this runs on every message, and anything non-ASCII is refused.
+    let allowed = |b: u8| IDENTIFIER_BYTES[usize::from(b)];
+    // Bytes through a table, not chars: this runs four times on every message, and
+    // anything non-ASCII is refused.
     if value.bytes().all(allowed) {
         return Ok(());
     }

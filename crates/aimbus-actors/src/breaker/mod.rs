@@ -152,8 +152,11 @@ impl Handler<Override> for BreakerActor {
 }
 
 /// The router's handle on one breaker: a cheap admission check, and the actor to report to.
+/// Cloned into every call's permit: one reference count, not an actor address's two.
 #[derive(Clone)]
-pub struct BreakerHandle {
+pub struct BreakerHandle(Arc<Link>);
+
+struct Link {
     addr: Addr<BreakerActor>,
     gate: Arc<BreakerGate>,
     inbox: Arc<Inbox>,
@@ -180,21 +183,21 @@ impl BreakerHandle {
             mailbox_capacity,
         }
         .start();
-        BreakerHandle {
+        BreakerHandle(Arc::new(Link {
             addr,
             gate,
             inbox,
             slow_call_duration: policy.slow_call_duration,
-        }
+        }))
     }
 
     pub fn state(&self) -> BreakerState {
-        self.gate.state()
+        self.0.gate.state()
     }
 
     /// Whether a call may go through now; the permit must be finished with its outcome.
     pub fn admit(&self) -> Result<BreakerPermit, Option<Duration>> {
-        match self.gate.admit(Instant::now) {
+        match self.0.gate.admit(Instant::now) {
             Admission::Admitted { probe } => Ok(BreakerPermit {
                 breaker: Some(self.clone()),
                 probe,
@@ -204,7 +207,7 @@ impl BreakerHandle {
     }
 
     pub async fn override_state(&self, order: Override) -> Result<BreakerState, MailboxError> {
-        self.addr.send(order).await
+        self.0.addr.send(order).await
     }
 }
 
@@ -231,7 +234,7 @@ impl BreakerPermit {
     }
 
     fn report(&mut self, success: bool, duration: Duration, finished: Instant) {
-        let Some(breaker) = self.breaker.take() else {
+        let Some(BreakerHandle(breaker)) = self.breaker.take() else {
             return;
         };
         let outcome = CallOutcome {

@@ -6,9 +6,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use aimbus_core::IntegrationMessage;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use super::bulkhead::{Bulkhead, Slot};
 use crate::Error;
 use crate::breaker::{BreakerHandle, BreakerPermit};
 use crate::stats::SystemStats;
@@ -20,8 +20,7 @@ pub struct Instance {
     pub id: Arc<str>,
     pub breaker: BreakerHandle,
     pub stats: Arc<SystemStats>,
-    bulkhead: Arc<Semaphore>,
-    bulkhead_size: usize,
+    bulkhead: Arc<Bulkhead>,
 }
 
 impl Instance {
@@ -30,13 +29,12 @@ impl Instance {
             id: id.into(),
             breaker,
             stats: Arc::new(SystemStats::new(id)),
-            bulkhead: Arc::new(Semaphore::new(bulkhead_size)),
-            bulkhead_size,
+            bulkhead: Bulkhead::new(bulkhead_size),
         }
     }
 
     pub fn in_flight(&self) -> usize {
-        self.bulkhead_size - self.bulkhead.available_permits()
+        self.bulkhead.in_flight()
     }
 
     pub fn breaker_open(&self) -> bool {
@@ -63,15 +61,13 @@ pub enum Refusal {
 pub struct Attempt {
     instance: Arc<Instance>,
     breaker: Option<BreakerPermit>,
-    _slot: OwnedSemaphorePermit,
+    _slot: Slot,
 }
 
 impl Attempt {
     /// Takes a bulkhead slot, then a breaker permit (unless breakers are off).
     pub fn acquire(instance: &Arc<Instance>, breakers: bool) -> Result<Attempt, Refusal> {
-        let slot = Arc::clone(&instance.bulkhead)
-            .try_acquire_owned()
-            .map_err(|_| Refusal::Busy)?;
+        let slot = instance.bulkhead.try_enter().ok_or(Refusal::Busy)?;
         let breaker = if breakers {
             Some(instance.breaker.admit().map_err(Refusal::Open)?)
         } else {
@@ -84,7 +80,7 @@ impl Attempt {
         })
     }
 
-    pub fn system_id(&self) -> &str {
+    pub fn system_id(&self) -> &Arc<str> {
         &self.instance.id
     }
 
@@ -111,14 +107,14 @@ impl Attempt {
             aimbus.breaker.state = self.instance.breaker.state().as_str(),
             error.type = tracing::field::Empty,
         );
-        let result = match directory.get(system_id) {
+        let deliver = Deliver {
+            message,
+            mode,
+            span: span.clone(),
+        };
+        let result = match directory.deliver(system_id, deliver) {
             None => Err(Error::SystemActorDown(system_id.to_owned())),
-            Some(addr) => {
-                let delivered = addr.send(Deliver {
-                    message,
-                    mode,
-                    span: span.clone(),
-                });
+            Some(delivered) => {
                 // Not entered here: nothing happens in this task while the system actor's
                 // transport works in the span.
                 match tokio::time::timeout_at(started + timeout, delivered).await {

@@ -55,7 +55,7 @@ impl Balancer {
         }
         let first = match self.algorithm {
             LoadBalancingAlgorithm::RoundRobin => {
-                let cursor = self.cursors.entry(target.to_owned()).or_default();
+                let cursor = slot(&mut self.cursors, target);
                 let first = *cursor % choices.len();
                 *cursor = cursor.wrapping_add(1);
                 first
@@ -79,10 +79,7 @@ impl Balancer {
                 let mut best = 0;
                 let mut best_credit = f64::MIN;
                 for (i, choice) in choices.iter().enumerate() {
-                    let credit = self
-                        .credit
-                        .entry(choice.system.system_id.clone())
-                        .or_default();
+                    let credit = slot(&mut self.credit, &choice.system.system_id);
                     *credit += weight_of(choice.system);
                     if *credit > best_credit {
                         best_credit = *credit;
@@ -104,6 +101,15 @@ impl Balancer {
         self.credit.remove(system_id);
         self.cursors.remove(system_id);
     }
+}
+
+/// The entry for `key`, made on first use: a known key costs no allocation per message,
+/// as `entry(key.to_owned())` would.
+fn slot<'m, V: Default>(map: &'m mut HashMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key).expect("just inserted")
 }
 
 #[cfg(test)]

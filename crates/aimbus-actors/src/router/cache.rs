@@ -15,7 +15,7 @@ use crate::transport::Reply;
 #[derive(Debug, Clone)]
 pub struct CachedReply {
     pub reply: Reply,
-    pub served_by: String,
+    pub served_by: Arc<str>,
 }
 
 pub type CacheKey = [u8; 32];

@@ -120,7 +120,7 @@ impl Handler<Fallback> for FallbackActor {
                     Ok(reply) => {
                         return Ok(Routed {
                             reply,
-                            served_by: instance.id.to_string(),
+                            served_by: Arc::clone(&instance.id),
                             attempts: tried as u32 + 1,
                             fallback: true,
                             cached: false,

@@ -155,7 +155,7 @@ fn encode(reply: &CachedReply) -> Vec<u8> {
 /// An entry this version cannot read is a miss.
 fn decode(bytes: &[u8]) -> Option<CachedReply> {
     let mut entry: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    let served_by = entry.get("served_by")?.as_str()?.to_owned();
+    let served_by = entry.get("served_by")?.as_str()?.into();
     let serde_json::Value::Object(payload) = entry.get_mut("payload")?.take() else {
         return None;
     };

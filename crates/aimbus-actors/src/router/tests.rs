@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::*;
 use crate::RegistryHandle;
+use crate::breaker::Override;
 use crate::transport::{DeliveryFailure, DeliveryFuture, InProcessTransport, Reply, TransportSet};
 
 struct Bus {
@@ -21,6 +22,16 @@ impl Bus {
     /// Routes a fresh message of `message_type` to `target`.
     async fn send(&self, target: &str, message_type: &str) -> Result<Routed, Error> {
         self.router.route(message(target, message_type)).await
+    }
+
+    /// Which system answered each of `count` messages to `target`, in order.
+    async fn served_by(&self, target: &str, count: usize) -> Vec<String> {
+        let mut served = Vec::new();
+        for _ in 0..count {
+            let routed = self.send(target, "status_update").await.unwrap();
+            served.push(routed.served_by.to_string());
+        }
+        served
     }
 
     /// A system's metrics as the registry holds them.
@@ -114,7 +125,7 @@ async fn status(bus: &Bus, id: &str) -> IntegrationStatus {
 async fn a_message_to_an_id_reaches_that_system_and_its_reply_comes_back() {
     let bus = bus("", vec![system("hhni_001", "hhni", &[], &[])]).await;
     let routed = bus.send("hhni_001", "status_update").await.unwrap();
-    assert_eq!(routed.served_by, "hhni_001");
+    assert_eq!(&*routed.served_by, "hhni_001");
     assert_eq!(routed.reply.payload["request"], "test_data");
     assert_eq!(routed.reply.payload["served_type"], "status_update");
     assert_eq!(
@@ -133,10 +144,7 @@ async fn a_message_to_a_type_is_balanced_across_its_instances() {
         ],
     )
     .await;
-    let mut served = Vec::new();
-    for _ in 0..4 {
-        served.push(bus.send("hhni", "status_update").await.unwrap().served_by);
-    }
+    let served = bus.served_by("hhni", 4).await;
     assert_eq!(served, ["hhni_001", "hhni_002", "hhni_001", "hhni_002"]);
 }
 
@@ -202,10 +210,7 @@ async fn health_aware_balancing_leaves_unhealthy_instances_out_unless_turned_off
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(10)).await;
-        let mut served = Vec::new();
-        for _ in 0..4 {
-            served.push(bus.send("hhni", "status_update").await.unwrap().served_by);
-        }
+        let served = bus.served_by("hhni", 4).await;
         assert_eq!(served, expected, "health_check_enabled = {health_aware}");
     }
 }
@@ -432,7 +437,7 @@ mod seed_test_advanced_system_integration_manager {
         let bus = bus("", seed_systems()).await;
         let response = bus.send("hhni", "data_request").await.unwrap();
         assert_eq!(response.reply.payload["request"], "test_data");
-        assert_eq!(response.served_by, "hhni_001");
+        assert_eq!(&*response.served_by, "hhni_001");
     }
 
     #[actix_rt::test]
@@ -450,7 +455,7 @@ mod seed_test_advanced_system_integration_manager {
         let response = bus.send("hhni", "data_request").await.unwrap();
         assert!(response.fallback);
         assert_eq!(
-            response.served_by, "test_system_001",
+            &*response.served_by, "test_system_001",
             "the compatible system stood in"
         );
         assert_eq!(response.reply.payload["request"], "test_data");

@@ -74,7 +74,7 @@ pub(crate) async fn post(
         keyring.seal(&mut reply)?;
     }
     let mut ok = HttpResponse::Ok();
-    ok.insert_header(("X-Served-By", routed.served_by.as_str()));
+    ok.insert_header(("X-Served-By", &*routed.served_by));
     respond(&gateway.codec, &request, ok, &reply)
 }
 
