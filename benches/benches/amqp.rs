@@ -437,16 +437,16 @@ struct CpuTimes {
 
 impl CpuTimes {
     fn now() -> CpuTimes {
-        let own = process_cpu_seconds("/proc/self/stat").unwrap_or(0.0);
-        let broker = std::fs::read_dir("/proc")
+        let own = procfs::process::Process::myself()
+            .ok()
+            .and_then(|p| cpu_seconds(&p))
+            .unwrap_or(0.0);
+        let broker = procfs::process::all_processes()
             .into_iter()
             .flatten()
             .flatten()
-            .filter(|entry| {
-                std::fs::read_to_string(entry.path().join("comm"))
-                    .is_ok_and(|comm| comm.trim() == "beam.smp")
-            })
-            .filter_map(|entry| process_cpu_seconds(entry.path().join("stat")))
+            .filter(|p| p.stat().is_ok_and(|stat| stat.comm == "beam.smp"))
+            .filter_map(|p| cpu_seconds(&p))
             .sum();
         CpuTimes { own, broker }
     }
@@ -458,14 +458,10 @@ impl CpuTimes {
     }
 }
 
-/// utime + stime of a `/proc/<pid>/stat` file, in seconds.
-fn process_cpu_seconds(path: impl AsRef<std::path::Path>) -> Option<f64> {
-    let stat = std::fs::read_to_string(path).ok()?;
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    // The kernel reports in clock ticks, 100 per second on Linux.
-    Some(ticks / 100.0)
+/// A process's user and system CPU time, in seconds of the system's own clock tick.
+fn cpu_seconds(process: &procfs::process::Process) -> Option<f64> {
+    let stat = process.stat().ok()?;
+    Some((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64)
 }
 
 /// What one run of a path measured (a bus run's as its child process reports it).

@@ -1,7 +1,7 @@
 //! Prometheus metrics: names of what the gateway records, the exporter every crate's
 //! metrics go through, and the middleware that counts and times each request.
 
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -17,10 +17,12 @@ pub const HTTP_REQUESTS: &str = "aimbus_http_requests_total";
 pub const HTTP_DURATION: &str = "aimbus_http_request_duration_seconds";
 /// Requests refused because their token's subject exceeded its rate.
 pub const RATE_LIMITED: &str = "aimbus_http_rate_limited_total";
-/// CPU seconds the process has used.
-pub const PROCESS_CPU: &str = "process_cpu_seconds_total";
-/// Resident memory of the process, in bytes.
-pub const PROCESS_MEMORY: &str = "process_resident_memory_bytes";
+
+/// The process's own metrics under Prometheus's standard names (`process_cpu_seconds_total`,
+/// `process_resident_memory_bytes`, `process_open_fds`, `process_threads`, …), read by a
+/// well-kept crate that asks the system for its clock tick and page size.
+static PROCESS: LazyLock<metrics_process::Collector> =
+    LazyLock::new(metrics_process::Collector::default);
 
 /// Latency buckets (seconds) for every `*_seconds` histogram: 100 µs to 60 s.
 const BUCKETS: &[f64] = &[
@@ -49,6 +51,7 @@ pub fn install_recorder(node_id: &str) -> Result<PrometheusHandle, Error> {
         .build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).map_err(|e| Error::Metrics(e.to_string()))?;
+    PROCESS.describe();
     *installed = Some(handle.clone());
     Ok(handle)
 }
@@ -70,23 +73,7 @@ pub(crate) async fn record_request(
     Ok(response)
 }
 
-/// Sets the process gauges from /proc, just before a scrape renders them.
+/// Sets the process metrics, just before a scrape renders them.
 pub(crate) fn sample_process() {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return;
-    };
-    // Fields after the parenthesised command name: utime, stime are the 12th and 13th,
-    // rss (in pages) the 22nd.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let field = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
-    // Linux reports times in clock ticks of 1/100 s and rss in 4 KiB pages.
-    if let (Some(user), Some(system)) = (field(11), field(12)) {
-        metrics::gauge!(PROCESS_CPU).set((user + system) / 100.0);
-    }
-    if let Some(pages) = field(21) {
-        metrics::gauge!(PROCESS_MEMORY).set(pages * 4096.0);
-    }
+    PROCESS.collect();
 }

@@ -286,9 +286,27 @@ async fn probes_metrics_and_the_openapi_document_are_served() {
         "aimbus_system_request_duration_seconds_bucket{system_id=\"hhni_001\"",
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_threads",
     ] {
         assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
     }
+    // The gateway runs in this process: its figures are this process's, in bytes and
+    // seconds whatever the page size and clock tick.
+    let rss = sample(&metrics, "process_resident_memory_bytes");
+    let kernel_rss = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap()
+        * 1024.0;
+    assert!(
+        (rss / kernel_rss - 1.0).abs() < 0.5,
+        "rss {rss} B, the kernel says {kernel_rss} B"
+    );
+    let cpu = sample(&metrics, "process_cpu_seconds_total");
+    assert!(cpu > 0.0 && cpu < 3600.0, "cpu {cpu} s");
     assert!(metrics.contains("route=\"/api/v1/messages\""), "{metrics}");
 
     let doc: Value = gw
@@ -417,4 +435,13 @@ async fn responses_are_compressed_for_clients_that_accept_it() {
         .unwrap();
     assert!(r.headers().get("content-encoding").is_none());
     gw.stop().await;
+}
+
+/// The value of the unlabelled sample `name` in a Prometheus text exposition.
+fn sample(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name} in:\n{exposition}"))
 }
