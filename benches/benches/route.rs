@@ -1,7 +1,8 @@
 //! A routed message (router → breaker → system actor → in-process echo → reply) against a
 //! bare actix chain with the same actor hops and no policies, in one process and runtime;
 //! then routing with the bus's logging subscriber, with tracing off and on (every message
-//! traced and exported over OTLP/gRPC to a receiver in this process).
+//! traced and exported over OTLP/gRPC to a receiver in this process), 10% sampled, and
+//! on with nothing sampled.
 //!
 //! Run: `cargo bench -p aimbus-benches --bench route` (`-- --messages N` to resize).
 
@@ -209,10 +210,16 @@ fn main() {
             ("AIMBUS_TELEMETRY__OTLP_ENDPOINT", &receiver.endpoint()),
             ("AIMBUS_TELEMETRY__SAMPLING_RATIO", "0.1"),
         ]);
+        let none_sampled = config(&[
+            ("AIMBUS_TELEMETRY__OTLP_ENDPOINT", &receiver.endpoint()),
+            ("AIMBUS_TELEMETRY__SAMPLING_RATIO", "0"),
+        ]);
         let (untraced, _) = aimbus_telemetry::subscriber(&untraced, Process::Bus).unwrap();
         let (traced, export) = aimbus_telemetry::subscriber(&traced, Process::Bus).unwrap();
         let (sampled, sampled_export) =
             aimbus_telemetry::subscriber(&sampled, Process::Bus).unwrap();
+        let (none_sampled, _none_export) =
+            aimbus_telemetry::subscriber(&none_sampled, Process::Bus).unwrap();
         let untraced_rate = {
             let _logging = tracing::subscriber::set_default(untraced);
             throughput(&routed, messages / 10).await;
@@ -232,6 +239,12 @@ fn main() {
             throughput(&routed, messages).await
         };
         drop(sampled_export);
+        // Last, when the receiver has settled: nothing is exported here.
+        let unsampled_rate = {
+            let _sampling = tracing::subscriber::set_default(none_sampled);
+            throughput(&routed, messages / 10).await;
+            throughput(&routed, messages).await
+        };
         let traced_messages = (messages + messages / 10) / IN_FLIGHT * IN_FLIGHT;
         let spans_expected = 2 * traced_messages;
 
@@ -254,6 +267,7 @@ fn main() {
             "routed, tracing    {traced_rate:>12.0} msg/s   (100% sampled; {spans_received} of {spans_expected} spans exported, the rest dropped by the full export queue)"
         );
         println!("routed, 10% traced {sampled_rate:>12.0} msg/s   (sampling_ratio 0.1)");
+        println!("routed, 0% traced  {unsampled_rate:>12.0} msg/s   (tracing on, sampling_ratio 0)");
         let result = json!({
             "bench": "route",
             "messages": messages,
@@ -271,6 +285,8 @@ fn main() {
             "tracing_ratio": traced_rate / untraced_rate,
             "sampled_10_percent_msgs_per_sec": sampled_rate,
             "sampled_10_percent_ratio": sampled_rate / untraced_rate,
+            "sampled_0_msgs_per_sec": unsampled_rate,
+            "sampled_0_ratio": unsampled_rate / untraced_rate,
             "spans_expected": spans_expected,
             "spans_exported": spans_received,
         });

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use aimbus_core::Config;
-use aimbus_telemetry::Process;
 use aimbus_telemetry::metrics::SPANS_DROPPED;
 use aimbus_telemetry::receiver::Receiver;
+use aimbus_telemetry::{Process, Trace};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
 fn config(overrides: &[(&str, &str)]) -> Config {
@@ -106,10 +106,12 @@ fn a_collector_that_never_answers_costs_spans_not_time() {
     drop(held);
 }
 
-/// `sampling_ratio` decides for new traces only: at 0 nothing of its own is recorded,
-/// while a trace a caller sampled (its `traceparent` says so) is continued and exported.
+/// `sampling_ratio` decides for new traces only, before any span is made: at 0 no span
+/// of a new trace is even built, yet its work still sends a `traceparent` (sampled flag
+/// cleared) so downstream systems agree; a trace a caller sampled is continued and
+/// exported, one the caller did not sample is passed on unsampled.
 #[test]
-fn the_sampling_ratio_decides_new_traces_and_callers_decide_theirs() {
+fn sampling_is_decided_before_spans_exist_and_callers_decide_theirs() {
     struct Headers(&'static str);
     impl aimbus_telemetry::Extractor for Headers {
         fn get(&self, key: &str) -> Option<&str> {
@@ -125,18 +127,55 @@ fn the_sampling_ratio_decides_new_traces_and_callers_decide_theirs() {
         ("AIMBUS_TELEMETRY__SAMPLING_RATIO", "0"),
     ]);
     let (subscriber, telemetry) = aimbus_telemetry::subscriber(&config, Process::Bus).unwrap();
-    tracing::subscriber::with_default(subscriber, || {
-        for _ in 0..10 {
-            tracing::debug_span!("unit", otel.name = "new trace").in_scope(|| {});
-        }
-        let continued = tracing::debug_span!("unit", otel.name = "continued");
-        aimbus_telemetry::continue_trace(
-            &continued,
-            &Headers("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
-        );
-        continued.in_scope(|| {});
-    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let (built, unsampled_headers, passed_on) =
+        tracing::subscriber::with_default(subscriber, || {
+            let mut built = 0;
+            let mut unsampled_headers = Vec::new();
+            for _ in 0..10 {
+                let trace = Trace::root(|| {
+                    built += 1;
+                    tracing::debug_span!("unit", otel.name = "new trace")
+                });
+                let headers = runtime.block_on(trace.instrument(async {
+                    // A library's own root span inside unsampled work is not recorded either.
+                    tracing::debug_span!("unit", otel.name = "foreign").in_scope(|| {});
+                    aimbus_telemetry::context_headers()
+                }));
+                unsampled_headers.push(headers);
+            }
+            let continued = Trace::continued(
+                &Headers("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+                || tracing::debug_span!("unit", otel.name = "continued"),
+            );
+            continued.span().unwrap().in_scope(|| {});
+            let declined = Trace::continued(
+                &Headers("00-5bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"),
+                || panic!("a span made for a trace the caller did not sample"),
+            );
+            let passed_on = runtime
+                .block_on(declined.instrument(async { aimbus_telemetry::context_headers() }));
+            (built, unsampled_headers, passed_on)
+        });
     drop(telemetry);
+    assert_eq!(built, 0, "spans built for unsampled traces");
+    for headers in &unsampled_headers {
+        let (name, value) = &headers[0];
+        assert_eq!(name, "traceparent");
+        assert!(
+            value.starts_with("00-") && value.ends_with("-00"),
+            "{value}"
+        );
+    }
+    assert_eq!(
+        passed_on[0],
+        (
+            "traceparent".to_owned(),
+            "00-5bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00".to_owned()
+        )
+    );
     let spans = receiver.spans();
     assert_eq!(spans.len(), 1, "{spans:#?}");
     assert_eq!(spans[0].name, "continued");

@@ -7,7 +7,6 @@ use std::sync::{Arc, RwLock};
 use actix::prelude::*;
 use aimbus_core::{IntegrationMessage, SystemInfo};
 use chrono::{DateTime, Utc};
-use tracing::Instrument;
 
 use crate::transport::{DeliveryFailure, DeliveryMode, Reply, TransportSet};
 
@@ -99,9 +98,9 @@ impl SystemActor {
 pub struct Deliver {
     pub message: Arc<IntegrationMessage>,
     pub mode: DeliveryMode,
-    /// The attempt's span: the transport's work (an AMQP publish, an HTTP call) is its
-    /// child, though it starts in this actor's task.
-    pub span: tracing::Span,
+    /// The attempt's trace: the transport's work (an AMQP publish, an HTTP call) is its
+    /// span's child, though it starts in this actor's task, or as unsampled as it.
+    pub trace: aimbus_telemetry::Trace,
 }
 
 impl Handler<Deliver> for SystemActor {
@@ -111,12 +110,12 @@ impl Handler<Deliver> for SystemActor {
         let Deliver {
             message,
             mode,
-            span,
+            trace,
         } = deliver;
         // Transports start their traced work (a publish, an HTTP call) when first polled,
         // so entering the span around the polls is enough.
         let delivery = self.transports.deliver(&self.system, message, mode);
-        Box::pin(delivery.instrument(span))
+        Box::pin(trace.instrument(delivery))
     }
 }
 

@@ -16,7 +16,6 @@ use lapin::types::FieldTable;
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
 use aimbus_amqp::envelope::{self, Routing};
 use aimbus_amqp::parking::{self, AfterFailure};
@@ -80,8 +79,8 @@ pub async fn start(
             match delivery {
                 Some(Ok(delivery)) => {
                     work.acks.delivered(delivery.delivery_tag);
-                    let span = trace_context::process_span(&work.queue, &delivery);
-                    deliveries.spawn(Arc::clone(&work).handle(delivery).instrument(span));
+                    let trace = trace_context::process_trace(&work.queue, &delivery);
+                    deliveries.spawn(trace.instrument(Arc::clone(&work).handle(delivery)));
                 }
                 Some(Err(error)) => {
                     tracing::error!(%error, "ingress consumer stopped");

@@ -15,7 +15,6 @@ use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
 use crate::Error;
 
@@ -259,7 +258,7 @@ impl SystemWorker {
                     (Arc::clone(shared), publisher.clone(), acks.clone());
                 // The handler runs in this span: its own spans, and the reply's publish,
                 // are children of the bus's publish that brought the message.
-                let span = trace_context::process_span(&queue, &delivery);
+                let trace = trace_context::process_trace(&queue, &delivery);
                 let work = async move {
                     let tag = delivery.delivery_tag;
                     let returned = match shared.handle(&publisher, &delivery).await {
@@ -294,7 +293,7 @@ impl SystemWorker {
                         tracing::warn!(%error, "nack failed; the broker will redeliver");
                     }
                 };
-                deliveries.spawn(work.instrument(span));
+                deliveries.spawn(trace.instrument(work));
             }
         };
         let stopped = tokio::select! {

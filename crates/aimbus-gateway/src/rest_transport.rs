@@ -136,22 +136,26 @@ fn client_span(method: &str, url: &str) -> tracing::Span {
     if !tracing::span_enabled!(tracing::Level::DEBUG) {
         return tracing::Span::none();
     }
-    let parsed = url::Url::parse(url).ok();
-    tracing::debug_span!(
-        "http_client",
-        otel.name = method,
-        otel.kind = "client",
-        otel.status_code = tracing::field::Empty,
-        http.request.method = method,
-        url.full = url,
-        server.address = parsed.as_ref().and_then(|u| u.host_str()),
-        server.port = parsed
-            .as_ref()
-            .and_then(|u| u.port_or_known_default())
-            .map(i64::from),
-        http.response.status_code = tracing::field::Empty,
-        error.type = tracing::field::Empty,
-    )
+    let make = || {
+        let parsed = url::Url::parse(url).ok();
+        tracing::debug_span!(
+            "http_client",
+            otel.name = method,
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = method,
+            url.full = url,
+            server.address = parsed.as_ref().and_then(|u| u.host_str()),
+            server.port = parsed
+                .as_ref()
+                .and_then(|u| u.port_or_known_default())
+                .map(i64::from),
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        )
+    };
+    // None for an unsampled message: its context still goes out in the headers.
+    aimbus_telemetry::Trace::current(make).into_span()
 }
 
 /// Another attempt may succeed after these; other refusals would repeat.

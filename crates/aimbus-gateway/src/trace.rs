@@ -35,25 +35,31 @@ pub(crate) async fn trace_request(
     }
     let method = request.method().as_str().to_owned();
     let route = request.match_pattern();
-    let span = tracing::debug_span!(
-        "http_request",
-        otel.name = %format_args!("{method} {}", route.as_deref().unwrap_or_default()),
-        otel.kind = "server",
-        otel.status_code = tracing::field::Empty,
-        http.request.method = %method,
-        http.route = route.as_deref(),
-        url.path = request.path(),
-        url.scheme = request.connection_info().scheme(),
-        network.protocol.version = ?request.version(),
-        client.address = request.peer_addr().map(|peer| peer.ip().to_string()),
-        user_agent.original = request
-            .headers()
-            .get(USER_AGENT)
-            .and_then(|agent| agent.to_str().ok()),
-        http.response.status_code = tracing::field::Empty,
-        error.type = tracing::field::Empty,
-    );
-    aimbus_telemetry::continue_trace(&span, &Headers(request.headers()));
+    // Sampled before the span is made; an unsampled request's work makes none.
+    let make = || {
+        tracing::debug_span!(
+            "http_request",
+            otel.name = %format_args!("{method} {}", route.as_deref().unwrap_or_default()),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %method,
+            http.route = route.as_deref(),
+            url.path = request.path(),
+            url.scheme = request.connection_info().scheme(),
+            network.protocol.version = ?request.version(),
+            client.address = request.peer_addr().map(|peer| peer.ip().to_string()),
+            user_agent.original = request
+                .headers()
+                .get(USER_AGENT)
+                .and_then(|agent| agent.to_str().ok()),
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        )
+    };
+    let trace = aimbus_telemetry::Trace::continued(&Headers(request.headers()), make);
+    let Some(span) = trace.span().cloned() else {
+        return trace.instrument(next.call(request)).await;
+    };
     let response = next.call(request).instrument(span.clone()).await;
     let status = match &response {
         Ok(response) => response.status(),

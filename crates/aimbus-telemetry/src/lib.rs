@@ -10,10 +10,12 @@ pub mod metrics;
 mod propagation;
 #[cfg(feature = "receiver")]
 pub mod receiver;
+mod sampling;
 mod setup;
 
 pub use error::Error;
-pub use propagation::{context_headers, continue_trace};
+pub use propagation::context_headers;
+pub use sampling::{Trace, Traced};
 pub use setup::{Process, Telemetry, init, subscriber};
 
 /// Re-exported so carriers can implement it without naming opentelemetry themselves.

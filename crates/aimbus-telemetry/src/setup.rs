@@ -6,14 +6,12 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aimbus_core::{Config, LogFormat, OtlpProtocol, TelemetryConfig, TraceSampler};
+use aimbus_core::{Config, LogFormat, OtlpProtocol, TelemetryConfig};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
-};
+use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -23,6 +21,7 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 use crate::Error;
 use crate::export;
 use crate::logs::{DispatchSlot, Shape, WithTraceIds};
+use crate::sampling::{SampledSpans, Sampler};
 
 /// Crates whose spans are never exported: the exporter's own HTTP/2, gRPC and HTTP
 /// stack (exporting would feed itself) and the AMQP client's internals.
@@ -144,7 +143,7 @@ pub fn subscriber(
         Some(service_name) => {
             let (provider, runtime) =
                 tracer_provider(settings, &service_name, bus_node.as_deref())?;
-            let layer = trace_layer(provider.tracer("aimbus"));
+            let layer = trace_layer(provider.tracer("aimbus"), Sampler::new(settings));
             let telemetry = Telemetry {
                 provider: Some(provider),
                 runtime,
@@ -206,7 +205,7 @@ where
 
 /// Spans to OpenTelemetry, with fewer attributes per span than the defaults: routing
 /// pays for each.
-fn trace_layer<S>(tracer: opentelemetry_sdk::trace::Tracer) -> impl Layer<S>
+fn trace_layer<S>(tracer: opentelemetry_sdk::trace::Tracer, sampler: Sampler) -> impl Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
@@ -220,7 +219,10 @@ where
         // so entering a span need not attach an OpenTelemetry context each time a
         // future is polled.
         .with_context_activation(false)
-        .with_filter(traced())
+        .with_filter(SampledSpans {
+            targets: traced(),
+            sampler,
+        })
 }
 
 type Provider = (SdkTracerProvider, Option<tokio::runtime::Runtime>);
@@ -298,22 +300,14 @@ fn tracer_provider(
         .build();
     let provider = SdkTracerProvider::builder()
         .with_span_processor(admission.around(batch))
-        .with_sampler(sampler(settings))
+        // Sampling happens before spans are made (see `sampling`): what reaches the
+        // SDK is recorded, unless a caller's context says otherwise.
+        .with_sampler(opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(
+            opentelemetry_sdk::trace::Sampler::AlwaysOn,
+        )))
         .with_resource(resource(settings, service_name, node_id))
         .build();
     Ok((provider, runtime))
-}
-
-fn sampler(settings: &TelemetryConfig) -> Sampler {
-    let ratio = || Sampler::TraceIdRatioBased(settings.sampling_ratio);
-    match settings.sampler {
-        TraceSampler::AlwaysOn => Sampler::AlwaysOn,
-        TraceSampler::AlwaysOff => Sampler::AlwaysOff,
-        TraceSampler::TraceIdRatio => ratio(),
-        TraceSampler::ParentbasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
-        TraceSampler::ParentbasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
-        TraceSampler::ParentbasedTraceIdRatio => Sampler::ParentBased(Box::new(ratio())),
-    }
 }
 
 fn resource(settings: &TelemetryConfig, service_name: &str, node_id: Option<&str>) -> Resource {
@@ -404,7 +398,10 @@ mod tests {
         let provider = SdkTracerProvider::builder().build();
         let subscriber = tracing_subscriber::registry()
             .with(log_layer(json, &slot, None, lines.clone()).with_filter(LevelFilter::INFO))
-            .with(trace_layer(provider.tracer("test")))
+            .with(trace_layer(
+                provider.tracer("test"),
+                Sampler::new(&TelemetryConfig::default()),
+            ))
             .with(slot.filler());
         let ids = tracing::subscriber::with_default(subscriber, || {
             tracing::info!("outside");

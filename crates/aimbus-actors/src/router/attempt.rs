@@ -91,26 +91,28 @@ impl Attempt {
         message: Arc<IntegrationMessage>,
         timeout: Duration,
         mode: DeliveryMode,
-        (number, route): (u32, &tracing::Span),
+        (number, route): (u32, &aimbus_telemetry::Trace),
     ) -> Result<Reply, Error> {
         let started = Instant::now();
         let system_id = &*self.instance.id;
-        let span = tracing::debug_span!(
-            parent: route,
-            "attempt",
-            otel.name = %format_args!("attempt {system_id}"),
-            otel.status_code = tracing::field::Empty,
-            // Integers as i64: tracing-opentelemetry records unsigned ones through Debug,
-            // as strings formatted per span.
-            aimbus.attempt = i64::from(number),
-            aimbus.system_id = system_id,
-            aimbus.breaker.state = self.instance.breaker.state().as_str(),
-            error.type = tracing::field::Empty,
-        );
+        let trace = route.child(|route| {
+            tracing::debug_span!(
+                parent: route,
+                "attempt",
+                otel.name = %format_args!("attempt {system_id}"),
+                otel.status_code = tracing::field::Empty,
+                // Integers as i64: tracing-opentelemetry records unsigned ones through Debug,
+                // as strings formatted per span.
+                aimbus.attempt = i64::from(number),
+                aimbus.system_id = system_id,
+                aimbus.breaker.state = self.instance.breaker.state().as_str(),
+                error.type = tracing::field::Empty,
+            )
+        });
         let deliver = Deliver {
             message,
             mode,
-            span: span.clone(),
+            trace: trace.clone(),
         };
         let result = match directory.deliver(system_id, deliver) {
             None => Err(Error::SystemActorDown(system_id.to_owned())),
@@ -149,7 +151,7 @@ impl Attempt {
         if let Some(permit) = self.breaker.take() {
             permit.finish(healthy, started, finished);
         }
-        if let Err(error) = &result {
+        if let (Err(error), Some(span)) = (&result, trace.span()) {
             span.record("otel.status_code", "error");
             span.record("error.type", error.kind());
         }

@@ -35,9 +35,9 @@ pub(super) struct Delivery<'a> {
     pub(super) attempts: u32,
     pub(super) mode: DeliveryMode,
     pub(super) cache_key: Option<CacheKey>,
-    /// The route's span, the explicit parent of each attempt's: never entered, as
-    /// entering it on every poll of this future would cost more than the spans.
-    pub(super) span: &'a tracing::Span,
+    /// The route's trace, the explicit parent of each attempt's: its span never entered,
+    /// as entering it on every poll of this future would cost more than the spans.
+    pub(super) trace: &'a aimbus_telemetry::Trace,
     pub(super) _slot: Slot,
 }
 
@@ -94,7 +94,8 @@ impl Delivery<'_> {
                 return Err(error);
             }
             ::metrics::counter!(metrics::RETRIES).increment(1);
-            tracing::debug!(parent: self.span, message_id = %message.message_id, attempt, %error, wait_ms = wait.as_millis() as u64, "retrying");
+            let parent = self.trace.span().and_then(tracing::Span::id);
+            tracing::debug!(parent: parent, message_id = %message.message_id, attempt, %error, wait_ms = wait.as_millis() as u64, "retrying");
             tokio::time::sleep(wait).await;
             attempt += 1;
             Arc::make_mut(&mut message).retry_count += 1;
@@ -121,7 +122,7 @@ impl Delivery<'_> {
                         message,
                         timeout,
                         self.mode,
-                        (number, self.span),
+                        (number, self.trace),
                     )
                     .await?;
                 Ok(Routed {
@@ -142,7 +143,7 @@ impl Delivery<'_> {
                     retry_after,
                     timeout: within(self.dispatch.fallback_timeout),
                     mode: self.mode,
-                    span: self.span.clone(),
+                    trace: self.trace.clone(),
                 };
                 self.dispatch
                     .fallback

@@ -110,7 +110,7 @@ impl Dispatch {
         &self,
         message: IntegrationMessage,
         mode: DeliveryMode,
-        span: &tracing::Span,
+        trace: &aimbus_telemetry::Trace,
     ) -> Result<Routed, Error> {
         let (slot, cache_key) = match self.admit(&message, mode)? {
             Admitted::Cached(routed) => return Ok(routed),
@@ -135,7 +135,7 @@ impl Dispatch {
             attempts,
             mode,
             cache_key,
-            span,
+            trace,
             _slot: slot,
         };
         delivery.run(first).await

@@ -75,8 +75,8 @@ pub struct Fallback {
     /// Time allowed for each stand-in's answer.
     pub timeout: Duration,
     pub mode: DeliveryMode,
-    /// The route's span, the parent of the stand-ins' attempts.
-    pub span: tracing::Span,
+    /// The route's trace, the parent of the stand-ins' attempts.
+    pub trace: aimbus_telemetry::Trace,
 }
 
 impl Handler<Fallback> for FallbackActor {
@@ -106,7 +106,7 @@ impl Handler<Fallback> for FallbackActor {
                     continue;
                 };
                 let number = tried as u32 + 1;
-                let route = &request.span;
+                let route = &request.trace;
                 match attempt
                     .run(
                         &directory,

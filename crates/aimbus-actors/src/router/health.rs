@@ -112,11 +112,14 @@ impl HealthMonitor {
         // A check nobody answered in time is worthless: queues may drop it then.
         message.ttl_ms = Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
         // Each check is a trace of its own, so a failing system's checks can be read.
-        let span = tracing::debug_span!(
-            "health_check",
-            otel.name = %format_args!("health_check {}", system.system_id),
-            aimbus.system_id = %system.system_id,
-        );
+        let trace = aimbus_telemetry::Trace::root(|| {
+            tracing::debug_span!(
+                parent: None,
+                "health_check",
+                otel.name = %format_args!("health_check {}", system.system_id),
+                aimbus.system_id = %system.system_id,
+            )
+        });
         async move {
             let started = Instant::now();
             let probe = match addr {
@@ -125,7 +128,7 @@ impl HealthMonitor {
                     let delivered = addr.send(Deliver {
                         message: Arc::new(message),
                         mode: DeliveryMode::Request,
-                        span,
+                        trace,
                     });
                     match tokio::time::timeout(timeout, delivered).await {
                         Err(_) => Probe::Failed(format!("no answer within {timeout:?}")),

@@ -32,7 +32,7 @@ pub use balance::{Balancer, Choice, weight_of};
 pub use cache::{CachedReply, ResponseCache};
 pub use fallback::{Fallback, FallbackActor, fallback_candidates};
 pub use health::{CheckAll, CheckNow, HealthMonitor, HealthThresholds, SystemError, classify};
-pub use outcome::route_span;
+pub use outcome::route_trace;
 pub use rate_limit::RateLimiter;
 pub use retry::{JITTER, RetryBudget, RetryPolicy};
 pub use shared_cache::SharedCache;
@@ -133,9 +133,9 @@ impl RouterHandle {
     /// Routes on the caller's task: no mailbox round trip, and the work spreads over
     /// the callers' threads instead of queueing behind one actor.
     async fn send(&self, message: IntegrationMessage, mode: DeliveryMode) -> Result<Routed, Error> {
-        let span = route_span(&message, mode);
-        let result = self.dispatch.route(message, mode, &span).await;
-        outcome::record_outcome(&span, &result);
+        let trace = route_trace(&message, mode);
+        let result = self.dispatch.route(message, mode, &trace).await;
+        outcome::record_outcome(&trace, &result);
         result
     }
 

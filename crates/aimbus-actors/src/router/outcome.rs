@@ -4,32 +4,38 @@
 use crate::transport::DeliveryMode;
 use crate::{Error, metrics};
 use aimbus_core::IntegrationMessage;
+use aimbus_telemetry::Trace;
 
 use super::Routed;
 
-/// The span of routing one message; its outcome is recorded when routing ends.
-pub fn route_span(message: &IntegrationMessage, mode: DeliveryMode) -> tracing::Span {
-    tracing::debug_span!(
-        "route",
-        otel.name = %format_args!("route {}", message.message_type),
-        otel.status_code = tracing::field::Empty,
-        // As `&str`, not `%`: a Display field is formatted into a new string per span.
-        aimbus.message_id = message.message_id.as_str(),
-        aimbus.message_type = message.message_type.as_str(),
-        aimbus.source_system = message.source_system.as_str(),
-        aimbus.target_system = message.target_system.as_str(),
-        aimbus.delivery_mode = mode.as_str(),
-        // `delivered`, `fallback` (a stand-in answered), `cached`, or why it failed.
-        aimbus.outcome = tracing::field::Empty,
-        aimbus.served_by = tracing::field::Empty,
-        aimbus.attempts = tracing::field::Empty,
-        error.type = tracing::field::Empty,
-    )
+/// The trace of routing one message: a `route` span, a child of the caller's, when the
+/// message is sampled (decided here when it enters here); its outcome is recorded when
+/// routing ends.
+pub fn route_trace(message: &IntegrationMessage, mode: DeliveryMode) -> Trace {
+    let make = || {
+        tracing::debug_span!(
+            "route",
+            otel.name = %format_args!("route {}", message.message_type),
+            otel.status_code = tracing::field::Empty,
+            // As `&str`, not `%`: a Display field is formatted into a new string per span.
+            aimbus.message_id = message.message_id.as_str(),
+            aimbus.message_type = message.message_type.as_str(),
+            aimbus.source_system = message.source_system.as_str(),
+            aimbus.target_system = message.target_system.as_str(),
+            aimbus.delivery_mode = mode.as_str(),
+            // `delivered`, `fallback` (a stand-in answered), `cached`, or why it failed.
+            aimbus.outcome = tracing::field::Empty,
+            aimbus.served_by = tracing::field::Empty,
+            aimbus.attempts = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        )
+    };
+    Trace::current(make)
 }
 
 /// Counts a routed message by its outcome and writes the outcome on the route's span.
 /// Each arm names its label literally, so the metric key is built once, not per message.
-pub(super) fn record_outcome(span: &tracing::Span, result: &Result<Routed, Error>) {
+pub(super) fn record_outcome(trace: &Trace, result: &Result<Routed, Error>) {
     use ::metrics::counter;
     use metrics::MESSAGES_ROUTED as ROUTED;
     let (counter, outcome) = match result {
@@ -56,9 +62,10 @@ pub(super) fn record_outcome(span: &tracing::Span, result: &Result<Routed, Error
         Err(_) => (counter!(ROUTED, "outcome" => "failed"), "failed"),
     };
     counter.increment(1);
-    if span.is_disabled() {
+    // Attributes are computed only for a span that records.
+    let Some(span) = trace.span() else {
         return;
-    }
+    };
     span.record("aimbus.outcome", outcome);
     match result {
         Ok(routed) => {
