@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use aimbus_actors::{DeliveryFailure, DeliveryFuture, Reply, Transport};
@@ -6,13 +7,19 @@ use aimbus_core::{Codec, Format, IntegrationMessage, Keyring, SystemInfo, interf
 use aimbus_amqp::envelope::{self, Routing};
 use aimbus_amqp::{Error, Names, Publisher, ReplyInbox, ReplyMessage};
 
+/// Routing keys kept at most (one per system delivered to).
+const MAX_CACHED_KEYS: usize = 10_000;
+
 /// Delivers to systems with an `amqp` interface: publishes to the deliver exchange with
 /// the system's routing key and waits for its reply on the bus's reply queue, so the
 /// router's timeouts, retries, breakers and health checks apply as to any system.
 /// While the bridge has no connection, deliveries fail as unreachable (retryable).
 pub struct AmqpTransport {
     live: RwLock<Option<Live>>,
-    names: Names,
+    /// The deliver exchange's name, made once rather than per publish.
+    exchange: Arc<str>,
+    /// Each system's routing key by system id, made on its first delivery.
+    routing_keys: RwLock<HashMap<String, Arc<str>>>,
     codec: Codec,
     priorities: bool,
     /// Seals payloads to systems and opens their sealed replies, when encryption is on.
@@ -36,7 +43,8 @@ impl AmqpTransport {
     ) -> AmqpTransport {
         AmqpTransport {
             live: RwLock::new(None),
-            names,
+            exchange: names.deliver().into(),
+            routing_keys: RwLock::default(),
             codec,
             priorities,
             keyring,
@@ -134,7 +142,7 @@ impl Transport for AmqpTransport {
 
 impl AmqpTransport {
     /// The message as it travels: sealed on a copy when encryption is on (the router
-    /// keeps the plain message for retries).
+    /// keeps the plain message for retries), the plain payload never copied.
     fn encode(
         &self,
         message: &IntegrationMessage,
@@ -142,12 +150,31 @@ impl AmqpTransport {
     ) -> Result<(Vec<u8>, lapin::BasicProperties), Error> {
         match &self.keyring {
             Some(keyring) => {
-                let mut sealed = message.clone();
-                keyring.seal(&mut sealed)?;
+                let sealed = keyring.sealed_copy(message)?;
                 envelope::encode(&self.codec, Format::MessagePack, &sealed, routing)
             }
             None => envelope::encode(&self.codec, Format::MessagePack, message, routing),
         }
+    }
+
+    /// `<type>.<id>`, formatted once per system: a re-registration under another type
+    /// is seen, and its key made again.
+    fn routing_key(&self, system: &SystemInfo) -> Arc<str> {
+        let (id, kind) = (system.system_id.as_str(), system.system_type.as_str());
+        let current = |key: &str| key.len() == kind.len() + 1 + id.len() && key.starts_with(kind);
+        if let Some(key) = self.routing_keys.read().expect("keys lock").get(id) {
+            if current(key) {
+                return Arc::clone(key);
+            }
+        }
+        let key: Arc<str> = Names::system_routing_key(system).into();
+        let mut keys = self.routing_keys.write().expect("keys lock");
+        // Systems come and go: past this many ids, start over rather than keep the gone.
+        if keys.len() >= MAX_CACHED_KEYS {
+            keys.clear();
+        }
+        keys.insert(id.to_owned(), Arc::clone(&key));
+        key
     }
 
     fn live(&self) -> Option<Live> {
@@ -164,8 +191,8 @@ impl AmqpTransport {
         routing: &Routing<'_>,
     ) -> impl Future<Output = Result<(), DeliveryFailure>> + Send + 'static {
         let encoded = self.encode(message, routing);
-        let exchange = self.names.deliver();
-        let routing_key = Names::system_routing_key(system);
+        let exchange = Arc::clone(&self.exchange);
+        let routing_key = self.routing_key(system);
         async move {
             let (body, properties) =
                 encoded.map_err(|e| DeliveryFailure::Rejected(e.to_string()))?;
@@ -188,4 +215,31 @@ fn disconnected() -> DeliveryFuture {
             "not connected to the broker".into(),
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aimbus_core::{Config, SystemType};
+
+    fn system(id: &str, kind: SystemType) -> SystemInfo {
+        serde_json::from_value(serde_json::json!({
+            "system_id": id, "system_type": kind.as_str(), "name": id, "version": "1",
+            "interfaces": {"amqp": "{namespace}.system.x"},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn routing_keys_are_made_once_per_system_and_again_when_its_type_changes() {
+        let config = Config::from_toml_str("test", "", std::iter::empty(), ".".into()).unwrap();
+        let transport = AmqpTransport::new(Names::new("ns"), config.codec(), true, None);
+        assert_eq!(&*transport.exchange, "ns.deliver");
+        let first = transport.routing_key(&system("hhni_001", SystemType::Hhni));
+        let again = transport.routing_key(&system("hhni_001", SystemType::Hhni));
+        assert_eq!(&*first, "hhni.hhni_001");
+        assert!(Arc::ptr_eq(&first, &again), "formatted again");
+        let retyped = transport.routing_key(&system("hhni_001", SystemType::Cmc));
+        assert_eq!(&*retyped, "cmc.hhni_001");
+    }
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -23,14 +23,14 @@ pub const SEALED_FIELD: &str = "$aimbus_sealed";
 const ALGORITHM: &str = "AES-256-GCM";
 const NONCE_BYTES: usize = 12;
 
-/// What a sealed payload holds.
-#[derive(Debug, Serialize, Deserialize)]
+/// What a sealed payload holds, borrowed from it.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Sealed {
-    alg: String,
-    kid: String,
-    nonce: String,
-    ciphertext: String,
+struct Sealed<'a> {
+    alg: &'a str,
+    kid: &'a str,
+    nonce: &'a str,
+    ciphertext: &'a str,
 }
 
 /// The keyring file: `[[keys]]` entries with `id`, `key` (64 hex digits), `created`
@@ -142,46 +142,85 @@ impl Keyring {
         if Keyring::is_sealed(&message.payload) {
             return Ok(());
         }
-        let plaintext = serde_json::to_vec(&message.payload).map_err(|e| Error::Encode {
-            format: "json",
-            reason: e.to_string(),
-        })?;
+        message.payload = self.sealed_payload(message)?;
+        Ok(())
+    }
+
+    /// A copy of the message with its payload sealed, made without copying the plain
+    /// payload (the caller keeps the plain message, for retries and the cache).
+    pub fn sealed_copy(&self, message: &IntegrationMessage) -> Result<IntegrationMessage, Error> {
+        let mut sealed = message.without_payload();
+        sealed.payload = if Keyring::is_sealed(&message.payload) {
+            message.payload.clone()
+        } else {
+            self.sealed_payload(message)?
+        };
+        Ok(sealed)
+    }
+
+    /// The payload sealed: serialized once into a buffer this thread reuses, encrypted
+    /// there in place (AES-GCM through the CPU's AES and carry-less multiply instructions,
+    /// which the `aes` and `polyval` crates detect at run time), then base64url-encoded.
+    fn sealed_payload(&self, message: &IntegrationMessage) -> Result<Map<String, Value>, Error> {
         let nonce: [u8; NONCE_BYTES] = rand::random();
         let key = &self.keys[&self.primary];
         let aad = associated_data(message);
-        let ciphertext = key
-            .cipher
-            .encrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: &plaintext,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| Error::Encode {
-                format: "aes-gcm",
-                reason: "encryption failed".into(),
+        let ciphertext = BUFFER.with_borrow_mut(|buffer| {
+            buffer.clear();
+            serde_json::to_writer(&mut *buffer, &message.payload).map_err(|e| Error::Encode {
+                format: "json",
+                reason: e.to_string(),
             })?;
-        let sealed = Sealed {
-            alg: ALGORITHM.to_owned(),
-            kid: self.primary.clone(),
-            nonce: URL_SAFE_NO_PAD.encode(nonce),
-            ciphertext: URL_SAFE_NO_PAD.encode(ciphertext),
-        };
-        let sealed = serde_json::to_value(sealed).expect("plain strings serialize");
-        message.payload = Map::from_iter([(SEALED_FIELD.to_owned(), sealed)]);
-        Ok(())
+            key.cipher
+                .encrypt_in_place(&Nonce::from(nonce), &aad, buffer)
+                .map_err(|_| Error::Encode {
+                    format: "aes-gcm",
+                    reason: "encryption failed".into(),
+                })?;
+            let text = URL_SAFE_NO_PAD.encode(&buffer[..]);
+            shrink(buffer);
+            Ok::<_, Error>(text)
+        })?;
+        let sealed = serde_json::json!({
+            "alg": ALGORITHM,
+            "kid": self.primary,
+            "nonce": URL_SAFE_NO_PAD.encode(nonce),
+            "ciphertext": ciphertext,
+        });
+        Ok(Map::from_iter([(SEALED_FIELD.to_owned(), sealed)]))
     }
 
     /// Replaces a sealed payload by what it holds; a payload not sealed is left as it is.
     /// A payload that was tampered with, moved to another message, or sealed under a key
-    /// this keyring lacks is refused.
+    /// this keyring lacks is refused (and left as it was).
     pub fn open(&self, message: &mut IntegrationMessage) -> Result<(), Error> {
         if !Keyring::is_sealed(&message.payload) {
             return Ok(());
         }
+        let sealed = message
+            .payload
+            .remove(SEALED_FIELD)
+            .expect("checked sealed");
+        match self.opened(message, &sealed) {
+            Ok(payload) => {
+                message.payload = payload;
+                Ok(())
+            }
+            Err(error) => {
+                message.payload.insert(SEALED_FIELD.to_owned(), sealed);
+                Err(error)
+            }
+        }
+    }
+
+    /// What `sealed` holds, decrypted in place in a buffer this thread reuses.
+    fn opened(
+        &self,
+        message: &IntegrationMessage,
+        sealed: &Value,
+    ) -> Result<Map<String, Value>, Error> {
         let refused = |reason: &str| Error::Unsealable(reason.to_owned());
-        let sealed: Sealed = serde_json::from_value(message.payload[SEALED_FIELD].clone())
+        let sealed = Sealed::deserialize(sealed)
             .map_err(|e| refused(&format!("not a sealed payload: {e}")))?;
         if sealed.alg != ALGORITHM {
             return Err(refused(&format!(
@@ -191,30 +230,44 @@ impl Keyring {
         }
         let key = self
             .keys
-            .get(&sealed.kid)
+            .get(sealed.kid)
             .ok_or_else(|| refused(&format!("unknown key id `{}`", sealed.kid)))?;
         let nonce: [u8; NONCE_BYTES] = URL_SAFE_NO_PAD
-            .decode(&sealed.nonce)
+            .decode(sealed.nonce)
             .ok()
             .and_then(|n| n.try_into().ok())
             .ok_or_else(|| refused("the nonce is not 96 bits of base64url"))?;
-        let ciphertext = URL_SAFE_NO_PAD
-            .decode(&sealed.ciphertext)
-            .map_err(|_| refused("the ciphertext is not base64url"))?;
         let aad = associated_data(message);
-        let plaintext = key
-            .cipher
-            .decrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: &ciphertext,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| refused("authentication failed (tampered, or not for this message)"))?;
-        message.payload = serde_json::from_slice(&plaintext)
-            .map_err(|e| refused(&format!("the plaintext is not a JSON object: {e}")))?;
-        Ok(())
+        BUFFER.with_borrow_mut(|buffer| {
+            buffer.clear();
+            URL_SAFE_NO_PAD
+                .decode_vec(sealed.ciphertext, buffer)
+                .map_err(|_| refused("the ciphertext is not base64url"))?;
+            key.cipher
+                .decrypt_in_place(&Nonce::from(nonce), &aad, buffer)
+                .map_err(|_| {
+                    refused("authentication failed (tampered, or not for this message)")
+                })?;
+            let payload = serde_json::from_slice(buffer)
+                .map_err(|e| refused(&format!("the plaintext is not a JSON object: {e}")));
+            shrink(buffer);
+            payload
+        })
+    }
+}
+
+/// Buffers above this are not kept for the next payload: one huge message must not
+/// hold its memory on the thread for good.
+const KEPT_BUFFER_BYTES: usize = 1 << 20;
+
+thread_local! {
+    /// The plaintext and ciphertext of the payload being sealed or opened on this thread.
+    static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn shrink(buffer: &mut Vec<u8>) {
+    if buffer.capacity() > KEPT_BUFFER_BYTES {
+        *buffer = Vec::new();
     }
 }
 
@@ -340,13 +393,48 @@ mod tests {
         *sealed_field(&mut m, "nonce") = json!("short");
         cases.push(("nonce length", m));
         for (part, mut m) in cases {
+            let before = m.payload.clone();
             let error = keys.open(&mut m).unwrap_err();
             assert_eq!(
                 error.kind(),
                 crate::ErrorKind::Unauthorised,
                 "{part}: {error}"
             );
+            assert_eq!(
+                m.payload, before,
+                "{part}: a refused payload is left as it was"
+            );
         }
+    }
+
+    #[test]
+    fn a_sealed_copy_leaves_the_plain_message_and_opens_as_sealing_in_place_would() {
+        let (keys, _) = keyring(&[("k1", true)]);
+        let plain = message();
+        let mut copy = keys.sealed_copy(&plain).unwrap();
+        assert_eq!(plain.payload, message().payload);
+        assert!(Keyring::is_sealed(&copy.payload));
+        assert_eq!(
+            (&copy.message_id, &copy.source_system, &copy.target_system),
+            (
+                &plain.message_id,
+                &plain.source_system,
+                &plain.target_system
+            )
+        );
+        // A copy of a sealed message stays sealed as it is, not sealed twice.
+        let again = keys.sealed_copy(&copy).unwrap();
+        assert_eq!(again.payload, copy.payload);
+        keys.open(&mut copy).unwrap();
+        assert_eq!(copy.payload, plain.payload);
+        // Payloads larger than the kept buffer seal and open the same.
+        let mut big = message();
+        big.payload
+            .insert("blob".into(), json!("x".repeat(2 * KEPT_BUFFER_BYTES)));
+        let expected = big.payload.clone();
+        keys.seal(&mut big).unwrap();
+        keys.open(&mut big).unwrap();
+        assert_eq!(big.payload, expected);
     }
 
     #[test]
