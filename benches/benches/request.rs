@@ -3,7 +3,8 @@
 //! unique ids (no cache or dedup hits), 32 connections in a closed loop. The shipped
 //! defaults (authentication, payload encryption, tracing at the default sampling,
 //! exported over OTLP to a receiver in the parent process) against the same path with
-//! all three off, and each of the three on alone, to tell what each costs. Each setting
+//! all three off, and each of the three on alone, to tell what each costs; and the
+//! defaults with `amqp.persistent_requests` on, against transient requests. Each setting
 //! runs in a process of its own (a subscriber is process-wide), the settings in turn.
 //! Needs RabbitMQ on 127.0.0.1:5672.
 //!
@@ -39,6 +40,8 @@ struct Setting {
     authentication: bool,
     encryption: bool,
     tracing: bool,
+    /// `amqp.persistent_requests`: off in the defaults.
+    persistent_requests: bool,
 }
 
 impl Setting {
@@ -46,14 +49,16 @@ impl Setting {
         authentication: false,
         encryption: false,
         tracing: false,
+        persistent_requests: false,
     };
     const DEFAULTS: Setting = Setting {
         authentication: true,
         encryption: true,
         tracing: true,
+        persistent_requests: false,
     };
     /// Each setting's name, in the order of every round.
-    const ALL: [(&'static str, Setting); 5] = [
+    const ALL: [(&'static str, Setting); 6] = [
         ("bare", Setting::BARE),
         ("defaults", Setting::DEFAULTS),
         (
@@ -77,6 +82,13 @@ impl Setting {
                 ..Setting::BARE
             },
         ),
+        (
+            "persistent_requests",
+            Setting {
+                persistent_requests: true,
+                ..Setting::DEFAULTS
+            },
+        ),
     ];
 
     fn named(name: &str) -> Setting {
@@ -91,13 +103,13 @@ impl Setting {
     /// so the bench measures the path rather than refusals.
     fn config(self, namespace: &str, otlp_endpoint: &str) -> Config {
         let toml = format!(
-            "[amqp]\nurl = \"{URL}\"\nnamespace = \"{namespace}\"\n\
+            "[amqp]\nurl = \"{URL}\"\nnamespace = \"{namespace}\"\npersistent_requests = {}\n\
              [security]\nenable_authentication = {}\nenable_encryption = {}\n\
              [monitoring]\nenable_tracing = {}\nhealth_check_interval_seconds = 3600\nlog_level = \"WARN\"\n\
              [telemetry]\notlp_endpoint = \"{otlp_endpoint}\"\n\
              [rate_limiting]\nrate_limit_requests_per_minute = 10000000\nrate_limit_burst_size = 1000000\n\
              [core]\nmax_concurrent_requests = 10000\nmax_concurrent_requests_per_system = 10000\n",
-            self.authentication, self.encryption, self.tracing
+            self.persistent_requests, self.authentication, self.encryption, self.tracing
         );
         Config::from_toml_str("bench", &toml, Vec::new(), ".".into()).unwrap()
     }
@@ -350,7 +362,7 @@ fn main() {
     let mut result = json!({"bench": "request", "requests": n, "connections": CONNECTIONS});
     for ((name, _), run) in Setting::ALL.iter().zip(&medians) {
         println!(
-            "{name:<15} {:>8.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms   {:>5.3} of bare",
+            "{name:<20} {:>8.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms   {:>5.3} of bare",
             run.rate,
             run.p50_ms,
             run.p99_ms,
@@ -359,7 +371,10 @@ fn main() {
         result[format!("{name}_req_per_sec")] = json!(run.rate);
         result[format!("{name}_p50_ms")] = json!(run.p50_ms);
         result[format!("{name}_p99_ms")] = json!(run.p99_ms);
-        if *name != "bare" && *name != "defaults" {
+        if *name == "persistent_requests" {
+            // The same defaults with requests written to disk: what transient ones save.
+            result["persistent_requests_ratio_to_defaults"] = json!(run.rate / medians[1].rate);
+        } else if *name != "bare" && *name != "defaults" {
             // What the default costs alone: the share of the bare path's rate it takes.
             result[format!("{name}_cost_share")] = json!(1.0 - run.rate / bare);
         }

@@ -335,6 +335,47 @@ async fn a_request_on_the_ingress_reaches_an_sdk_system_and_its_reply_comes_back
     bus.remove().await;
 }
 
+/// A request, whose caller waits and retries, travels transient by default and persistent
+/// with `amqp.persistent_requests`; a forwarded message, which nobody waits for, is
+/// always persistent.
+#[actix_rt::test]
+async fn requests_travel_transient_unless_configured_and_forwards_always_persistent() {
+    for (settings, request_mode) in [("", 1), ("persistent_requests = true\n", 2)] {
+        let bus = amqp_bus_with(settings).await;
+        let connection = Connection::connect(URL, ConnectionProperties::default())
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let tap = bus.tap(&channel).await;
+        bus.serve(echo).await;
+        let payload = json!({"n": 1}).as_object().unwrap().clone();
+        let message = IntegrationMessage::new("cmc_001", "hhni_101", "status_update", payload);
+        bus.router.route(message.clone()).await.unwrap();
+        let mut forwarded = message;
+        forwarded.message_id = format!("{}-forwarded", forwarded.message_id);
+        bus.router.forward(forwarded).await.unwrap();
+        let mut modes = Vec::new();
+        while modes.len() < 2 {
+            let copy = next_message(&channel, &tap)
+                .await
+                .expect("a copy on the tap");
+            let kind = copy.properties.kind().as_ref().map(|k| k.to_string());
+            // Health checks are requests too: counted with the request.
+            if kind.as_deref() == Some("health_check") {
+                assert_eq!(*copy.properties.delivery_mode(), Some(request_mode));
+                continue;
+            }
+            modes.push(*copy.properties.delivery_mode());
+        }
+        assert_eq!(
+            modes,
+            [Some(request_mode), Some(2)],
+            "settings {settings:?}"
+        );
+        bus.remove().await;
+    }
+}
+
 /// Ready and unacknowledged messages of `queue`, as the broker counts them.
 fn queue_counts(queue: &str) -> Option<(u64, u64)> {
     let output = std::process::Command::new("rabbitmqctl")

@@ -28,6 +28,7 @@ pub const NOT_BEFORE_HEADER: &str = "x-aimbus-not-before";
 
 /// AMQP's `delivery_mode` for messages that survive a broker restart.
 const PERSISTENT: u8 = 2;
+const TRANSIENT: u8 = 1;
 
 /// What a message's AMQP properties carry besides its envelope.
 #[derive(Debug, Default, Clone)]
@@ -40,6 +41,16 @@ pub struct Routing<'a> {
     pub priorities: bool,
     /// Extra headers, such as the outcome of a reply.
     pub headers: Vec<(&'static str, String)>,
+    /// Sent without being written to disk: a request whose caller waits (and retries),
+    /// or the reply to one (see `amqp.persistent_requests`).
+    pub transient: bool,
+}
+
+/// Whether a delivery was sent transient, so its reply can be sent alike.
+pub fn is_transient(properties: &BasicProperties) -> bool {
+    properties
+        .delivery_mode()
+        .is_some_and(|mode| mode != PERSISTENT)
 }
 
 /// Encodes a message and its properties.
@@ -63,7 +74,11 @@ pub fn encode(
         .with_type(message.message_type.as_str().into())
         .with_app_id(message.source_system.as_str().into())
         .with_timestamp(u64::try_from(message.timestamp.timestamp()).unwrap_or_default())
-        .with_delivery_mode(PERSISTENT)
+        .with_delivery_mode(if routing.transient {
+            TRANSIENT
+        } else {
+            PERSISTENT
+        })
         .with_content_type(format.content_type().into())
         .with_headers(headers);
     if let Some(encoding) = content_encoding {
@@ -210,6 +225,14 @@ mod tests {
         assert_eq!(header(&p, ATTEMPT_HEADER).as_deref(), Some("LongUInt(3)"));
         let back: IntegrationMessage = codec.decode(Format::MessagePack, &body).unwrap();
         assert_eq!(back, message);
+        assert!(!is_transient(&p));
+        let transient = Routing {
+            transient: true,
+            ..routing
+        };
+        let (_, p) = encode(&codec, Format::MessagePack, &message, &transient).unwrap();
+        assert_eq!(*p.delivery_mode(), Some(1));
+        assert!(is_transient(&p));
     }
 
     #[test]

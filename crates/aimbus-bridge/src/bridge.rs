@@ -51,6 +51,7 @@ impl Bridge {
                 names.clone(),
                 codec,
                 priorities,
+                config.persistent_requests,
                 security.keyring.clone(),
             )),
             security,

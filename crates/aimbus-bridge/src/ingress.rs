@@ -294,8 +294,12 @@ impl Work {
                     keyring.seal(&mut reply)?;
                 }
                 let format = envelope::format_of(&delivery.properties)?;
-                let (body, properties) =
-                    envelope::encode(&self.codec, format, &reply, &Routing::default())?;
+                // As durable as the request it answers.
+                let routing = Routing {
+                    transient: envelope::is_transient(&delivery.properties),
+                    ..Routing::default()
+                };
+                let (body, properties) = envelope::encode(&self.codec, format, &reply, &routing)?;
                 match self
                     .publisher
                     .publish("", &reply_to, &body, properties)

@@ -22,6 +22,8 @@ pub struct AmqpTransport {
     routing_keys: RwLock<HashMap<String, Arc<str>>>,
     codec: Codec,
     priorities: bool,
+    /// Whether requests (whose caller waits and retries) are written to disk.
+    persistent_requests: bool,
     /// Seals payloads to systems and opens their sealed replies, when encryption is on.
     keyring: Option<Arc<Keyring>>,
 }
@@ -39,6 +41,7 @@ impl AmqpTransport {
         names: Names,
         codec: Codec,
         priorities: bool,
+        persistent_requests: bool,
         keyring: Option<Arc<Keyring>>,
     ) -> AmqpTransport {
         AmqpTransport {
@@ -47,6 +50,7 @@ impl AmqpTransport {
             routing_keys: RwLock::default(),
             codec,
             priorities,
+            persistent_requests,
             keyring,
         }
     }
@@ -81,6 +85,7 @@ impl Transport for AmqpTransport {
             correlation_id: Some(pending.correlation_id()),
             priorities: self.priorities,
             headers: Vec::new(),
+            transient: !self.persistent_requests,
         };
         let sent = self.send(publisher, system, &message, &routing);
         let keyring = self.keyring.clone();
@@ -233,7 +238,7 @@ mod tests {
     #[test]
     fn routing_keys_are_made_once_per_system_and_again_when_its_type_changes() {
         let config = Config::from_toml_str("test", "", std::iter::empty(), ".".into()).unwrap();
-        let transport = AmqpTransport::new(Names::new("ns"), config.codec(), true, None);
+        let transport = AmqpTransport::new(Names::new("ns"), config.codec(), true, false, None);
         assert_eq!(&*transport.exchange, "ns.deliver");
         let first = transport.routing_key(&system("hhni_001", SystemType::Hhni));
         let again = transport.routing_key(&system("hhni_001", SystemType::Hhni));

@@ -73,10 +73,19 @@ impl BusClient {
         }
     }
 
-    /// Publishes to the ingress; returns once the broker has the message in its queue.
+    /// Publishes to the ingress, persistent; returns once the broker has the message in
+    /// its queue.
     pub async fn send(&self, message: &IntegrationMessage, format: Format) -> Result<(), Error> {
-        let (body, properties) =
-            envelope::encode(&self.codec, format, message, &Routing::default())?;
+        self.publish(message, format, &Routing::default()).await
+    }
+
+    async fn publish(
+        &self,
+        message: &IntegrationMessage,
+        format: Format,
+        routing: &Routing<'_>,
+    ) -> Result<(), Error> {
+        let (body, properties) = envelope::encode(&self.codec, format, message, routing)?;
         let started = Instant::now();
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         loop {
@@ -115,7 +124,8 @@ impl BusClient {
     }
 
     /// Sends a message with this client's reply queue as `reply_to` and waits for the
-    /// routed reply (correlated by the message's id).
+    /// routed reply (correlated by the message's id). Sent transient: a request lost
+    /// with the broker goes with this client's reply queue, and is sent again.
     pub async fn request(
         &self,
         mut message: IntegrationMessage,
@@ -140,7 +150,11 @@ impl BusClient {
             };
             message.reply_to = Some(session.inbox.queue().to_owned());
             let pending = session.inbox.expect_correlation(message.message_id.clone());
-            self.send(&message, format).await?;
+            let transient = Routing {
+                transient: true,
+                ..Routing::default()
+            };
+            self.publish(&message, format, &transient).await?;
             match tokio::time::timeout_at(deadline, pending.wait()).await {
                 Ok(Some(reply)) => return Ok(reply),
                 // The reply queue went with its connection: ask again on a new one.

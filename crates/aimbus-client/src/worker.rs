@@ -390,6 +390,8 @@ where
         let routing = Routing {
             correlation_id: correlation_id.as_deref(),
             headers: vec![(OUTCOME_HEADER, answer.outcome.to_owned())],
+            // As durable as the request: a transient one's caller retries if either is lost.
+            transient: envelope::is_transient(&delivery.properties),
             ..Routing::default()
         };
         let format = envelope::format_of(&delivery.properties)?;

@@ -25,6 +25,7 @@ pub fn run(config: &Config, systems: &SystemsFile, args: &PingArgs) -> anyhow::R
             Names::new(&amqp.namespace),
             config.codec(),
             amqp.queue_type == QueueType::Classic,
+            amqp.persistent_requests,
             crate::keyring::load(config)?,
         );
         transport.attach(

@@ -570,6 +570,14 @@ pub struct AmqpConfig {
     /// `x-max-priority` of classic system queues; 0 declares them without priorities, so
     /// a deployment that does not use them does not pay the broker's priority queues.
     pub max_priority: u8,
+    /// Write the bus's requests to systems, whose caller waits for the answer (each
+    /// attempt of a synchronous HTTP request or an AMQP request, a health check), and
+    /// their replies, to disk (`delivery_mode` 2). Off by default: the waiting caller
+    /// retries when a request is lost, so persisting it costs the broker a write and
+    /// protects nothing (the SDK's `BusClient::request` sends transient for the same
+    /// reason). Forwarded and `respond-async` messages, which nobody waits for, are
+    /// always persistent and confirmed.
+    pub persistent_requests: bool,
     /// Deliveries of one message before it is dead-lettered.
     pub delivery_limit: u32,
     /// Interface kinds tried, in order, to reach a system.
@@ -605,6 +613,7 @@ impl Default for AmqpConfig {
             prefetch: 64,
             queue_type: QueueType::Classic,
             max_priority: 10,
+            persistent_requests: false,
             delivery_limit: 5,
             interface_preference: vec!["amqp".to_owned(), "rest_api".to_owned()],
             dedup_window: 100_000,
