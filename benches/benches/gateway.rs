@@ -1,7 +1,8 @@
 //! The gateway (JWT check, bounded read, decode, validate, route to an in-process echo
 //! system, encode the reply) against a minimal actix-web handler that deserializes and
 //! echoes the same JSON: same server settings (actix-web's defaults: one worker per
-//! core), same load client, same run; the client runs beside them.
+//! core), same load client, same run. The load client is a process of its own, so it
+//! shares no runtime or allocator with the servers it measures.
 //!
 //! Run: `cargo bench -p aimbus-benches --bench gateway` (`-- --requests N` to resize).
 
@@ -201,77 +202,110 @@ async fn at_fixed_rate(url: &str, token: &str) -> Histogram<u64> {
     latencies
 }
 
+/// What the load client measured, for both servers.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Measured {
+    minimal_rate: f64,
+    gateway_rate: f64,
+    /// Closed-loop and fixed-rate latencies in µs: p50, p99.
+    minimal_closed: (u64, u64),
+    gateway_closed: (u64, u64),
+    minimal_fixed: (u64, u64),
+    gateway_fixed: (u64, u64),
+}
+
+/// The client's side: both phases against both servers, in turn.
+fn load_client(gateway: &str, minimal: &str, token: &str, n: usize) {
+    let quantiles = |h: &Histogram<u64>| (h.value_at_quantile(0.5), h.value_at_quantile(0.99));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let measured = runtime.block_on(async {
+        // Warm both up (connections, allocator, caches) before measuring.
+        throughput(minimal, token, 2_000).await;
+        throughput(gateway, token, 2_000).await;
+        let (minimal_rate, minimal_latency) = throughput(minimal, token, n).await;
+        let (gateway_rate, gateway_latency) = throughput(gateway, token, n).await;
+        let minimal_fixed = at_fixed_rate(minimal, token).await;
+        let gateway_fixed = at_fixed_rate(gateway, token).await;
+        Measured {
+            minimal_rate,
+            gateway_rate,
+            minimal_closed: quantiles(&minimal_latency),
+            gateway_closed: quantiles(&gateway_latency),
+            minimal_fixed: quantiles(&minimal_fixed),
+            gateway_fixed: quantiles(&gateway_fixed),
+        }
+    });
+    println!("CLIENT {}", serde_json::to_string(&measured).unwrap());
+}
+
 fn main() {
-    let n = std::env::args()
-        .skip_while(|a| a != "--requests")
-        .nth(1)
-        .map_or(50_000, |v| v.parse().expect("--requests takes a number"));
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| args.iter().skip_while(|a| *a != name).nth(1);
+    let n = arg("--requests").map_or(50_000, |v| v.parse().expect("--requests takes a number"));
+    if let (Some(gateway), Some(minimal), Some(token)) =
+        (arg("--gateway"), arg("--minimal"), arg("--token"))
+    {
+        return load_client(gateway, minimal, token, n);
+    }
     let (gateway, minimal, token) = start_servers();
     let gateway = format!("http://{gateway}/api/v1/messages");
     let minimal = format!("http://{minimal}/api/v1/messages");
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (
-        minimal_rate,
-        minimal_latency,
-        minimal_fixed,
-        gateway_rate,
-        gateway_latency,
-        gateway_fixed,
-    ) = runtime.block_on(async {
-        // Warm both up (connections, allocator, caches) before measuring.
-        throughput(&minimal, &token, 2_000).await;
-        throughput(&gateway, &token, 2_000).await;
-        let (minimal_rate, minimal_latency) = throughput(&minimal, &token, n).await;
-        let (gateway_rate, gateway_latency) = throughput(&gateway, &token, n).await;
-        let minimal_fixed = at_fixed_rate(&minimal, &token).await;
-        let gateway_fixed = at_fixed_rate(&gateway, &token).await;
-        (
-            minimal_rate,
-            minimal_latency,
-            minimal_fixed,
-            gateway_rate,
-            gateway_latency,
-            gateway_fixed,
-        )
-    });
-    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1e3;
-    println!("{n} POSTs of 1 KiB JSON over {CONNECTIONS} connections");
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--requests", &n.to_string(), "--gateway", &gateway])
+        .args(["--minimal", &minimal, "--token", &token])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "the load client failed: {output:?}"
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let line = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("CLIENT "))
+        .unwrap_or_else(|| panic!("no CLIENT line in {stdout}"));
+    let m: Measured = serde_json::from_str(line).unwrap();
+    let ms = |us: u64| us as f64 / 1e3;
+    println!(
+        "{n} POSTs of 1 KiB JSON over {CONNECTIONS} connections, the client a process of its own"
+    );
     for (name, rate, closed, fixed) in [
         (
             "minimal actix-web",
-            minimal_rate,
-            &minimal_latency,
-            &minimal_fixed,
+            m.minimal_rate,
+            m.minimal_closed,
+            m.minimal_fixed,
         ),
         (
             "aimbus gateway",
-            gateway_rate,
-            &gateway_latency,
-            &gateway_fixed,
+            m.gateway_rate,
+            m.gateway_closed,
+            m.gateway_fixed,
         ),
     ] {
         println!(
             "{name:<18} {rate:>8.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms   at {FIXED_RATE} req/s: p50 {:>5.2} ms, p99 {:>5.2} ms",
-            ms(closed, 0.5),
-            ms(closed, 0.99),
-            ms(fixed, 0.5),
-            ms(fixed, 0.99)
+            ms(closed.0),
+            ms(closed.1),
+            ms(fixed.0),
+            ms(fixed.1)
         );
     }
     let result = json!({
         "bench": "gateway",
         "requests": n,
-        "minimal_req_per_sec": minimal_rate,
-        "gateway_req_per_sec": gateway_rate,
-        "ratio": gateway_rate / minimal_rate,
-        "minimal_p50_ms": ms(&minimal_latency, 0.5),
-        "minimal_p99_ms": ms(&minimal_latency, 0.99),
-        "gateway_p50_ms": ms(&gateway_latency, 0.5),
-        "gateway_p99_ms": ms(&gateway_latency, 0.99),
+        "minimal_req_per_sec": m.minimal_rate,
+        "gateway_req_per_sec": m.gateway_rate,
+        "ratio": m.gateway_rate / m.minimal_rate,
+        "minimal_p50_ms": ms(m.minimal_closed.0),
+        "minimal_p99_ms": ms(m.minimal_closed.1),
+        "gateway_p50_ms": ms(m.gateway_closed.0),
+        "gateway_p99_ms": ms(m.gateway_closed.1),
         "fixed_rate_req_per_sec": FIXED_RATE,
-        "fixed_minimal_p99_ms": ms(&minimal_fixed, 0.99),
-        "fixed_gateway_p99_ms": ms(&gateway_fixed, 0.99),
-        "fixed_added_p99_ms": ms(&gateway_fixed, 0.99) - ms(&minimal_fixed, 0.99),
+        "fixed_minimal_p99_ms": ms(m.minimal_fixed.1),
+        "fixed_gateway_p99_ms": ms(m.gateway_fixed.1),
+        "fixed_added_p99_ms": ms(m.gateway_fixed.1) - ms(m.minimal_fixed.1),
     });
     println!("RESULT {result}");
 }
