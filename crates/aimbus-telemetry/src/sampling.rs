@@ -154,10 +154,19 @@ impl Trace {
         if let Ok(context) = UNSAMPLED.try_with(SpanContext::clone) {
             return Trace::Unsampled(context);
         }
-        if Span::current().is_disabled() {
-            return Trace::root(make);
+        // One look at the subscriber for both questions (no span handle is cloned).
+        let (in_span, sampler) = tracing::dispatcher::get_default(|dispatch| {
+            let in_span = dispatch.current_span().id().is_some();
+            (
+                in_span,
+                dispatch.downcast_ref::<SampledSpans>().map(|s| s.sampler),
+            )
+        });
+        match (in_span, sampler) {
+            (true, _) => Trace::Sampled(decided(make)),
+            (false, None) => Trace::Sampled(make()),
+            (false, Some(sampler)) => root_by(sampler, make),
         }
-        Trace::Sampled(decided(make))
     }
 
     /// A step of this trace's work: in a span `make` makes from this one (its explicit
