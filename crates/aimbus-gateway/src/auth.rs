@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::HttpRequest;
@@ -100,6 +101,23 @@ pub struct Authenticator {
     audience: String,
     role_claim: String,
     max_token_bytes: usize,
+    /// Tokens verified lately, by their hash. A caller sends the same token with every
+    /// request, and checking its signature and claims each time cost more than the rest
+    /// of a request's authentication. An entry serves only within its token's own
+    /// validity window, and for at most [`VERIFIED_FOR`].
+    verified: moka::sync::Cache<[u8; 32], Arc<Verified>>,
+}
+
+/// How long a verified token is taken on trust before it is checked again.
+const VERIFIED_FOR: Duration = Duration::from_secs(60);
+/// Verified tokens remembered at most.
+const VERIFIED_TOKENS: u64 = 10_000;
+
+/// A token's caller, and the seconds (leeway included) within which it is valid.
+struct Verified {
+    caller: Caller,
+    not_before: i64,
+    expires: i64,
 }
 
 impl Authenticator {
@@ -157,6 +175,10 @@ impl Authenticator {
             audience: config.jwt_audience.clone(),
             role_claim: config.jwt_role_claim.clone(),
             max_token_bytes: config.max_token_bytes,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_TOKENS)
+                .time_to_live(VERIFIED_FOR)
+                .build(),
         })
     }
 
@@ -187,6 +209,26 @@ impl Authenticator {
     }
 
     fn verify(&self, token: &str) -> Result<Caller, Problem> {
+        let hash = *blake3::hash(token.as_bytes()).as_bytes();
+        let now = chrono::Utc::now().timestamp();
+        if let Some(hit) = self.verified.get(&hash) {
+            if (hit.not_before..=hit.expires).contains(&now) {
+                return Ok(hit.caller.clone());
+            }
+        }
+        let (caller, not_before, expires) = self.verify_fully(token)?;
+        let verified = Verified {
+            caller: caller.clone(),
+            not_before,
+            expires,
+        };
+        self.verified.insert(hash, Arc::new(verified));
+        Ok(caller)
+    }
+
+    /// Checks the token's signature and claims: its caller, and the window (leeway
+    /// included) within which it is valid.
+    fn verify_fully(&self, token: &str) -> Result<(Caller, i64, i64), Problem> {
         let refused = |e: jsonwebtoken::errors::Error| {
             Problem::unauthenticated(format!("invalid token: {e}"))
         };
@@ -226,10 +268,16 @@ impl Authenticator {
         let mut roles: Vec<Role> = roles.into_iter().filter_map(Role::parse).collect();
         roles.sort();
         roles.dedup();
-        Ok(Caller {
+        // As jsonwebtoken judges them: valid from nbf - leeway to exp + leeway.
+        let leeway = i64::try_from(self.validation.leeway).unwrap_or(i64::MAX);
+        let seconds = |claim: &str| claims.get(claim).and_then(Value::as_f64).map(|s| s as i64);
+        let expires = seconds("exp").map_or(i64::MIN, |exp| exp.saturating_add(leeway));
+        let not_before = seconds("nbf").map_or(i64::MIN, |nbf| nbf.saturating_sub(leeway));
+        let caller = Caller {
             subject: Some(subject.to_owned()),
             roles,
-        })
+        };
+        Ok((caller, not_before, expires))
     }
 
     /// Mints an HS256 token with the configured issuer and audience.

@@ -53,6 +53,29 @@ async fn post_with(gw: &common::TestGateway, token: &str) -> reqwest::Response {
         .unwrap()
 }
 
+/// A verified token is remembered (a caller sends the same one with every request), but
+/// only within its own validity: one that expires while remembered is refused at once.
+#[actix_rt::test]
+async fn a_remembered_token_is_refused_once_it_expires() {
+    let gw = start("[security]\njwt_leeway_seconds = 0\n").await;
+    let mut short = claims("cmc_001");
+    short["exp"] = json!(now() + 2);
+    let token = hs256(&short, SECRET.as_bytes());
+    for _ in 0..3 {
+        assert_eq!(post_with(&gw, &token).await.status(), 200);
+    }
+    while now() <= short["exp"].as_i64().unwrap() {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let refused = post_with(&gw, &token).await;
+    let detail = assert_problem(refused, 401, "unauthenticated").await;
+    assert!(detail.contains("ExpiredSignature"), "{detail}");
+    // Another token with the same claims but a forged signature never rides on the
+    // remembered one.
+    let forged = hs256(&claims("cmc_001"), b"another-secret-0123456789abcdef01234");
+    assert_eq!(post_with(&gw, &forged).await.status(), 401);
+}
+
 #[actix_rt::test]
 async fn forged_stale_and_misdirected_tokens_are_refused() {
     let gw = start("").await;
