@@ -40,6 +40,9 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::json;
 use tokio_stream::StreamExt;
 
+#[path = "support/child.rs"]
+mod child;
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -522,21 +525,24 @@ impl Traced {
 /// A child process's run of the bus path, exporting to `otlp_endpoint` what `traced`
 /// says: a subscriber is process-wide, so each setting gets a process.
 fn bus_run_in_child(n: usize, traced: Traced, shape: Shape, otlp_endpoint: &str) -> Run {
-    let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--messages", &n.to_string(), "--bus-run", traced.arg()])
-        .args(["--nodes", &shape.nodes.to_string()])
-        .args(["--max-priority", &shape.max_priority.to_string()])
-        .args(["--otlp-endpoint", otlp_endpoint])
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "the bus run failed: {output:?}");
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    let line = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("BUS_RUN "))
-        .unwrap_or_else(|| panic!("no BUS_RUN line in {stdout}"));
-    serde_json::from_str(line).unwrap()
+    let (n, nodes, max_priority) = (
+        n.to_string(),
+        shape.nodes.to_string(),
+        shape.max_priority.to_string(),
+    );
+    let args = [
+        "--messages",
+        &n,
+        "--bus-run",
+        traced.arg(),
+        "--nodes",
+        &nodes,
+        "--max-priority",
+        &max_priority,
+        "--otlp-endpoint",
+        otlp_endpoint,
+    ];
+    child::run(&args, "BUS_RUN")
 }
 
 /// The run with the median rate.
@@ -598,7 +604,7 @@ fn bus_run(n: usize, traced: Traced, shape: Shape, otlp_endpoint: &str) {
     drop(bus_only);
     drop(global_telemetry);
     let run = Run::new(rate, &latencies, cpu);
-    println!("BUS_RUN {}", serde_json::to_string(&run).unwrap());
+    child::report("BUS_RUN", &run);
 }
 
 fn main() {

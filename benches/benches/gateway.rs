@@ -20,6 +20,9 @@ use aimbus_gateway::{Authenticator, Gateway, Role, TokenRequest};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
+#[path = "support/child.rs"]
+mod child;
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -235,7 +238,7 @@ fn load_client(gateway: &str, minimal: &str, token: &str, n: usize) {
             gateway_fixed: quantiles(&gateway_fixed),
         }
     });
-    println!("CLIENT {}", serde_json::to_string(&measured).unwrap());
+    child::report("CLIENT", &measured);
 }
 
 fn main() {
@@ -250,22 +253,18 @@ fn main() {
     let (gateway, minimal, token) = start_servers();
     let gateway = format!("http://{gateway}/api/v1/messages");
     let minimal = format!("http://{minimal}/api/v1/messages");
-    let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--requests", &n.to_string(), "--gateway", &gateway])
-        .args(["--minimal", &minimal, "--token", &token])
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "the load client failed: {output:?}"
-    );
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    let line = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("CLIENT "))
-        .unwrap_or_else(|| panic!("no CLIENT line in {stdout}"));
-    let m: Measured = serde_json::from_str(line).unwrap();
+    let n_arg = n.to_string();
+    let args = [
+        "--requests",
+        &n_arg,
+        "--gateway",
+        &gateway,
+        "--minimal",
+        &minimal,
+        "--token",
+        &token,
+    ];
+    let m: Measured = child::run(&args, "CLIENT");
     let ms = |us: u64| us as f64 / 1e3;
     println!(
         "{n} POSTs of 1 KiB JSON over {CONNECTIONS} connections, the client a process of its own"

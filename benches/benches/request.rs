@@ -27,6 +27,9 @@ use aimbus_telemetry::receiver::Receiver;
 use hdrhistogram::Histogram;
 use serde_json::json;
 
+#[path = "support/child.rs"]
+mod child;
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -312,23 +315,20 @@ fn request_run(setting: Setting, n: usize, otlp_endpoint: &str) {
             .unwrap();
     });
     drop(telemetry);
-    println!("REQUEST_RUN {}", serde_json::to_string(&run).unwrap());
+    child::report("REQUEST_RUN", &run);
 }
 
 fn run_in_child(name: &str, n: usize, otlp_endpoint: &str) -> Run {
-    let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--requests", &n.to_string(), "--setting", name])
-        .args(["--otlp-endpoint", otlp_endpoint])
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "the {name} run failed: {output:?}");
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    let line = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("REQUEST_RUN "))
-        .unwrap_or_else(|| panic!("no REQUEST_RUN line in {stdout}"));
-    serde_json::from_str(line).unwrap()
+    let n = n.to_string();
+    let args = [
+        "--requests",
+        &n,
+        "--setting",
+        name,
+        "--otlp-endpoint",
+        otlp_endpoint,
+    ];
+    child::run(&args, "REQUEST_RUN")
 }
 
 fn main() {

@@ -214,6 +214,16 @@ impl AmqpBus {
         tap
     }
 
+    /// A tap (see `tap`) on a channel of a connection of its own, kept open by holding it.
+    async fn tapped(&self) -> (Connection, lapin::Channel, String) {
+        let connection = Connection::connect(URL, ConnectionProperties::default())
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let tap = self.tap(&channel).await;
+        (connection, channel, tap)
+    }
+
     /// Deletes every queue and exchange of the namespace.
     async fn remove(self) {
         self.link.abort();
@@ -342,11 +352,7 @@ async fn a_request_on_the_ingress_reaches_an_sdk_system_and_its_reply_comes_back
 async fn requests_travel_transient_unless_configured_and_forwards_always_persistent() {
     for (settings, request_mode) in [("", 1), ("persistent_requests = true\n", 2)] {
         let bus = amqp_bus_with(settings).await;
-        let connection = Connection::connect(URL, ConnectionProperties::default())
-            .await
-            .unwrap();
-        let channel = connection.create_channel().await.unwrap();
-        let tap = bus.tap(&channel).await;
+        let (_connection, channel, tap) = bus.tapped().await;
         bus.serve(echo).await;
         let payload = json!({"n": 1}).as_object().unwrap().clone();
         let message = IntegrationMessage::new("cmc_001", "hhni_101", "status_update", payload);
@@ -1066,11 +1072,7 @@ async fn sealed_payloads_cross_the_broker_opaque_and_tampered_ones_are_dead_lett
     let keyring =
         Arc::new(Keyring::from_toml_str("test", &aimbus_core::new_keyring_text("k1")).unwrap());
     let bus = amqp_bus_keyed("", Some(Arc::clone(&keyring))).await;
-    let connection = Connection::connect(URL, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    let tap = bus.tap(&channel).await;
+    let (connection, channel, tap) = bus.tapped().await;
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let recorder = Arc::clone(&seen);
     bus.serve(move |message: IntegrationMessage| {
@@ -1246,11 +1248,7 @@ async fn unsigned_and_mis_signed_ingress_messages_are_dead_lettered_when_signing
 #[actix_rt::test]
 async fn large_bodies_cross_the_broker_compressed_and_arrive_whole() {
     let bus = amqp_bus_with("").await;
-    let connection = Connection::connect(URL, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    let tap = bus.tap(&channel).await;
+    let (_connection, channel, tap) = bus.tapped().await;
     bus.serve(echo).await;
     let text = "integration ".repeat(2_000);
     for (payload, compressed) in [
