@@ -72,6 +72,9 @@ impl Delivery<'_> {
                     message_id: message.message_id.clone(),
                 });
             }
+            // A plan that found nothing to send to (every instance disconnected or not
+            // taking traffic, a breaker open) sent no load anywhere.
+            let sent = step.is_ok();
             // Boxed: an attempt's future (with its timer) is large, and keeping it out of
             // line keeps the caller's future, which holds this one, small.
             let one = Box::pin(self.attempt(step, Arc::clone(&message), remaining, attempt + 1));
@@ -89,7 +92,11 @@ impl Delivery<'_> {
             if remaining.is_some_and(|r| wait >= r) {
                 return Err(error);
             }
-            if !error.is_interruption() && !self.dispatch.grant_retry() {
+            // The budget stops retries multiplying a failing system's load: a retry of
+            // what reached no system (the plan refused, or the bus's own link was lost)
+            // adds none, and a whole outage of the link (a broker restart) would otherwise
+            // spend the budget on waiting alone.
+            if sent && !error.is_interruption() && !self.dispatch.grant_retry() {
                 ::metrics::counter!(metrics::RETRIES_REFUSED).increment(1);
                 return Err(error);
             }

@@ -421,6 +421,40 @@ async fn the_retry_budget_stops_retries_multiplying_an_outage() {
     assert_eq!(calls.load(Ordering::SeqCst), 20 + 10);
 }
 
+/// A retry of what reached no system (the plan found every instance disconnected, as
+/// while the bus's link to a broker is down) adds no load, so it draws nothing from the
+/// budget: requests wait out a short outage even with no budget at all.
+#[actix_rt::test]
+async fn retries_that_reached_no_system_draw_nothing_from_the_retry_budget() {
+    let toml = "[core]\nretry_budget_ratio = 0.0\nretry_budget_min_retries_per_second = 0\n[rate_limiting]\nenable_rate_limiting = false\n";
+    let bus = bus(toml, vec![system("hhni_001", "hhni", &[], &[])]).await;
+    bus.send("hhni_001", "status_update").await.unwrap();
+    bus.registry
+        .set_status("hhni_001", IntegrationStatus::Disconnected, "test")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    tokio::time::pause();
+    // data_request: five attempts, 2 s apart and growing.
+    let routes: Vec<_> = (0..20)
+        .map(|_| {
+            let router = bus.router.clone();
+            actix_rt::spawn(async move { router.route(message("hhni_001", "data_request")).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::resume();
+    bus.registry
+        .set_status("hhni_001", IntegrationStatus::Healthy, "test")
+        .await
+        .unwrap();
+    tokio::time::pause();
+    for route in routes {
+        let routed = route.await.unwrap().unwrap();
+        assert!(routed.attempts > 1, "answered at once: {routed:?}");
+    }
+}
+
 /// Counterparts of the seed's `TestAdvancedSystemIntegrationManager` routing tests.
 mod seed_test_advanced_system_integration_manager {
     use super::*;
