@@ -16,12 +16,18 @@
 
 use std::cell::Cell;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use aimbus_core::{TelemetryConfig, TraceSampler};
+use opentelemetry::Context as OtelContext;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
-use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceId, TraceState};
-use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
+use opentelemetry::trace::{
+    SpanContext, SpanKind, TraceContextExt, TraceFlags, TraceId, TraceState,
+};
+use opentelemetry_sdk::trace::{
+    IdGenerator, RandomIdGenerator, Sampler as SdkSampler, SamplingDecision, ShouldSample,
+};
 use tracing::Span;
 use tracing::instrument::{Instrument, Instrumented};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -42,66 +48,64 @@ thread_local! {
     static DECIDED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// The configured sampler, applied by the bus before it makes a span.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Sampler {
-    kind: TraceSampler,
-    ratio: f64,
-}
+/// The configured sampler, applied by the bus before it makes a span: OpenTelemetry's
+/// own sampler, asked with the parent and trace id a span would have, so the bus decides
+/// exactly as any SDK configured alike would.
+#[derive(Debug, Clone)]
+pub(crate) struct Sampler(Arc<SdkSampler>);
 
 impl Sampler {
     pub(crate) fn new(settings: &TelemetryConfig) -> Sampler {
-        Sampler {
-            kind: settings.sampler,
-            ratio: settings.sampling_ratio,
-        }
+        Sampler::of(settings.sampler, settings.sampling_ratio)
+    }
+
+    fn of(kind: TraceSampler, ratio: f64) -> Sampler {
+        let ratio = || SdkSampler::TraceIdRatioBased(ratio);
+        let parent_based = |root| SdkSampler::ParentBased(Box::new(root));
+        Sampler(Arc::new(match kind {
+            TraceSampler::AlwaysOn => SdkSampler::AlwaysOn,
+            TraceSampler::AlwaysOff => SdkSampler::AlwaysOff,
+            TraceSampler::TraceIdRatio => ratio(),
+            TraceSampler::ParentbasedAlwaysOn => parent_based(SdkSampler::AlwaysOn),
+            TraceSampler::ParentbasedAlwaysOff => parent_based(SdkSampler::AlwaysOff),
+            TraceSampler::ParentbasedTraceIdRatio => parent_based(ratio()),
+        }))
+    }
+
+    fn samples(&self, parent: Option<&OtelContext>, trace_id: TraceId) -> bool {
+        let result = self
+            .0
+            .should_sample(parent, trace_id, "", &SpanKind::Internal, &[], &[]);
+        result.decision == SamplingDecision::RecordAndSample
     }
 
     /// Whether a new trace with this id is recorded.
     fn samples_root(&self, trace_id: TraceId) -> bool {
-        match self.kind {
-            TraceSampler::AlwaysOn | TraceSampler::ParentbasedAlwaysOn => true,
-            TraceSampler::AlwaysOff | TraceSampler::ParentbasedAlwaysOff => false,
-            TraceSampler::TraceIdRatio | TraceSampler::ParentbasedTraceIdRatio => {
-                ratio_samples(self.ratio, trace_id)
-            }
-        }
+        self.samples(None, trace_id)
     }
 
     /// Whether work continuing a caller's trace is recorded: as the caller decided,
     /// unless the sampler is not parent-based.
     fn samples_child_of(&self, parent: &SpanContext) -> bool {
-        match self.kind {
-            TraceSampler::AlwaysOn => true,
-            TraceSampler::AlwaysOff => false,
-            TraceSampler::TraceIdRatio => ratio_samples(self.ratio, parent.trace_id()),
-            TraceSampler::ParentbasedAlwaysOn
-            | TraceSampler::ParentbasedAlwaysOff
-            | TraceSampler::ParentbasedTraceIdRatio => parent.is_sampled(),
-        }
+        let parent_context = OtelContext::new().with_remote_span_context(parent.clone());
+        self.samples(Some(&parent_context), parent.trace_id())
     }
-}
-
-/// OpenTelemetry's `TraceIdRatioBased` rule, so the bus and any other SDK sampling the
-/// same trace id by the same ratio agree.
-fn ratio_samples(ratio: f64, trace_id: TraceId) -> bool {
-    let bound = (ratio.clamp(0.0, 1.0) * (1u64 << 63) as f64) as u64;
-    let low = u64::from_be_bytes(trace_id.to_bytes()[8..].try_into().expect("8 bytes"));
-    (low >> 1) < bound
 }
 
 /// The configured sampler of the current subscriber; none when it exports no traces.
 fn sampler() -> Option<Sampler> {
     tracing::dispatcher::get_default(|dispatch| {
-        dispatch.downcast_ref::<SampledSpans>().map(|s| s.sampler)
+        dispatch
+            .downcast_ref::<SampledSpans>()
+            .map(|s| s.sampler.clone())
     })
 }
 
 /// Makes a span the bus decided to record.
 fn decided(make: impl FnOnce() -> Span) -> Span {
-    DECIDED.set(true);
+    let outer = DECIDED.replace(true);
     let span = make();
-    DECIDED.set(false);
+    DECIDED.set(outer);
     span
 }
 
@@ -121,7 +125,7 @@ impl Trace {
         match sampler() {
             // Nothing exports: the span serves logs alone, as any span would.
             None => Trace::Sampled(make()),
-            Some(sampler) => root_by(sampler, make),
+            Some(sampler) => root_by(&sampler, make),
         }
     }
 
@@ -135,7 +139,7 @@ impl Trace {
         let context = PROPAGATOR.extract(carrier);
         let parent = context.span().span_context().clone();
         if !parent.is_valid() {
-            return root_by(sampler, make);
+            return root_by(&sampler, make);
         }
         if sampler.samples_child_of(&parent) {
             let span = decided(make);
@@ -159,13 +163,15 @@ impl Trace {
             let in_span = dispatch.current_span().id().is_some();
             (
                 in_span,
-                dispatch.downcast_ref::<SampledSpans>().map(|s| s.sampler),
+                dispatch
+                    .downcast_ref::<SampledSpans>()
+                    .map(|s| s.sampler.clone()),
             )
         });
         match (in_span, sampler) {
             (true, _) => Trace::Sampled(decided(make)),
             (false, None) => Trace::Sampled(make()),
-            (false, Some(sampler)) => root_by(sampler, make),
+            (false, Some(sampler)) => root_by(&sampler, make),
         }
     }
 
@@ -216,7 +222,7 @@ impl Default for Trace {
     }
 }
 
-fn root_by(sampler: Sampler, make: impl FnOnce() -> Span) -> Trace {
+fn root_by(sampler: &Sampler, make: impl FnOnce() -> Span) -> Trace {
     let ids = RandomIdGenerator::default();
     let trace_id = ids.new_trace_id();
     if sampler.samples_root(trace_id) {
@@ -326,10 +332,11 @@ mod tests {
     #[test]
     fn the_ratio_rule_is_opentelemetry_s() {
         // Below half of the range samples at 0.5, above does not; 0 and 1 are absolute.
-        assert!(ratio_samples(0.5, id(0x7fff_ffff_ffff_fffe)));
-        assert!(!ratio_samples(0.5, id(0x8000_0000_0000_0000)));
-        assert!(!ratio_samples(0.0, id(0)));
-        assert!(ratio_samples(1.0, id(u64::MAX)));
+        let ratio = |r| Sampler::of(TraceSampler::TraceIdRatio, r);
+        assert!(ratio(0.5).samples_root(id(0x7fff_ffff_ffff_fffe)));
+        assert!(!ratio(0.5).samples_root(id(0x8000_0000_0000_0000)));
+        assert!(!ratio(0.0).samples_root(id(0)));
+        assert!(ratio(1.0).samples_root(id(u64::MAX)));
     }
 
     #[test]
@@ -343,7 +350,7 @@ mod tests {
                 TraceState::default(),
             )
         };
-        let sampler = |kind| Sampler { kind, ratio: 0.0 };
+        let sampler = |kind| Sampler::of(kind, 0.0);
         let sampled = parent(TraceFlags::SAMPLED);
         let not = parent(TraceFlags::default());
         let ratio = sampler(TraceSampler::ParentbasedTraceIdRatio);
