@@ -700,15 +700,17 @@ async fn requests_in_flight_when_the_connections_drop_fail_at_once_and_are_answe
     let transport = bus.bridge.transport();
     let started = Instant::now();
     // Straight to the AMQP transport (no retries): each must fail soon after the loss.
+    const WAIT: Duration = Duration::from_secs(20);
     let direct: Vec<_> = (0..EACH)
         .map(|n| {
             let delivery = aimbus_actors::Transport::deliver(
                 transport.as_ref(),
                 &bus.system,
                 Arc::new(data_request(n)),
+                tokio::time::Instant::now() + WAIT,
             );
             tokio::spawn(async move {
-                let outcome = tokio::time::timeout(Duration::from_secs(20), delivery).await;
+                let outcome = tokio::time::timeout(WAIT, delivery).await;
                 (outcome.map(|r| r.is_ok()), Instant::now())
             })
         })

@@ -101,6 +101,8 @@ pub struct Deliver {
     /// The attempt's trace: the transport's work (an AMQP publish, an HTTP call) is its
     /// span's child, though it starts in this actor's task, or as unsampled as it.
     pub trace: aimbus_telemetry::Trace,
+    /// When the attempt ends, whatever the system is doing then.
+    pub deadline: tokio::time::Instant,
 }
 
 impl Handler<Deliver> for SystemActor {
@@ -111,10 +113,13 @@ impl Handler<Deliver> for SystemActor {
             message,
             mode,
             trace,
+            deadline,
         } = deliver;
         // Transports start their traced work (a publish, an HTTP call) when first polled,
         // so entering the span around the polls is enough.
-        let delivery = self.transports.deliver(&self.system, message, mode);
+        let delivery = self
+            .transports
+            .deliver(&self.system, message, mode, deadline);
         Box::pin(trace.instrument(delivery))
     }
 }

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
 use aimbus_core::{IntegrationMessage, SystemInfo};
+use tokio::time::Instant;
 
 /// What a system answered: the reply's payload.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,12 +90,24 @@ pub trait Transport: Send + Sync + 'static {
     fn reaches(&self, system: &SystemInfo) -> bool;
 
     /// `message` is shared with the router, which keeps it while a retry may follow.
-    fn deliver(&self, system: &SystemInfo, message: Arc<IntegrationMessage>) -> DeliveryFuture;
+    /// `deadline` ends the attempt: the router drops the delivery then, and a transport
+    /// whose protocol carries a deadline (gRPC's) tells the system, so it stops too.
+    fn deliver(
+        &self,
+        system: &SystemInfo,
+        message: Arc<IntegrationMessage>,
+        deadline: Instant,
+    ) -> DeliveryFuture;
 
     /// Hands a message over without waiting for an answer; by default a delivery whose
     /// reply is dropped.
-    fn forward(&self, system: &SystemInfo, message: Arc<IntegrationMessage>) -> DeliveryFuture {
-        self.deliver(system, message)
+    fn forward(
+        &self,
+        system: &SystemInfo,
+        message: Arc<IntegrationMessage>,
+        deadline: Instant,
+    ) -> DeliveryFuture {
+        self.deliver(system, message, deadline)
     }
 }
 
@@ -151,7 +164,12 @@ impl Transport for InProcessTransport {
         self.handler(&system.system_id).is_some()
     }
 
-    fn deliver(&self, system: &SystemInfo, message: Arc<IntegrationMessage>) -> DeliveryFuture {
+    fn deliver(
+        &self,
+        system: &SystemInfo,
+        message: Arc<IntegrationMessage>,
+        _: Instant,
+    ) -> DeliveryFuture {
         match self.handler(&system.system_id) {
             Some(handler) => handler(message),
             None => {
@@ -192,6 +210,7 @@ impl TransportSet {
         system: &SystemInfo,
         message: Arc<IntegrationMessage>,
         mode: DeliveryMode,
+        deadline: Instant,
     ) -> DeliveryFuture {
         if let Some(handler) = self.in_process.handler(&system.system_id) {
             return handler(message);
@@ -200,8 +219,12 @@ impl TransportSet {
             system.interfaces.contains_key(kind) && transport.reaches(system)
         });
         match (transport, mode) {
-            (Some((_, transport)), DeliveryMode::Request) => transport.deliver(system, message),
-            (Some((_, transport)), DeliveryMode::Forward) => transport.forward(system, message),
+            (Some((_, transport)), DeliveryMode::Request) => {
+                transport.deliver(system, message, deadline)
+            }
+            (Some((_, transport)), DeliveryMode::Forward) => {
+                transport.forward(system, message, deadline)
+            }
             (None, _) => {
                 let kinds: Vec<&str> = system.interfaces.keys().map(String::as_str).collect();
                 let reason = format!(
@@ -232,7 +255,12 @@ mod tests {
             true
         }
 
-        fn deliver(&self, _: &SystemInfo, _: Arc<IntegrationMessage>) -> DeliveryFuture {
+        fn deliver(
+            &self,
+            _: &SystemInfo,
+            _: Arc<IntegrationMessage>,
+            _: Instant,
+        ) -> DeliveryFuture {
             let mut payload = serde_json::Map::new();
             payload.insert("via".into(), json!(self.0));
             Box::pin(async move { Ok(Reply::new(payload)) })
@@ -256,7 +284,9 @@ mod tests {
             "data_request",
             payload,
         ));
-        let reply = set.deliver(system, message, DeliveryMode::Request).await?;
+        let reply = set
+            .deliver(system, message, DeliveryMode::Request, Instant::now())
+            .await?;
         let via = reply.payload.get("via").and_then(serde_json::Value::as_str);
         Ok(via.unwrap_or("in_process").to_owned())
     }

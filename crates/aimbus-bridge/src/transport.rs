@@ -3,6 +3,7 @@ use std::sync::{Arc, RwLock};
 
 use aimbus_actors::{DeliveryFailure, DeliveryFuture, Reply, Transport};
 use aimbus_core::{Codec, Format, IntegrationMessage, Keyring, SystemInfo, interface};
+use tokio::time::Instant;
 
 use aimbus_amqp::envelope::{self, Routing};
 use aimbus_amqp::{Error, Names, Publisher, ReplyInbox, ReplyMessage};
@@ -75,7 +76,12 @@ impl Transport for AmqpTransport {
         system.interfaces.contains_key(interface::AMQP)
     }
 
-    fn deliver(&self, system: &SystemInfo, message: Arc<IntegrationMessage>) -> DeliveryFuture {
+    fn deliver(
+        &self,
+        system: &SystemInfo,
+        message: Arc<IntegrationMessage>,
+        _: Instant,
+    ) -> DeliveryFuture {
         let Some(Live { publisher, inbox }) = self.live() else {
             return disconnected();
         };
@@ -121,7 +127,12 @@ impl Transport for AmqpTransport {
 
     /// One confirmed publish to the system's queue, with no `reply_to`: the system
     /// acknowledges it once handled, and nobody waits for an answer.
-    fn forward(&self, system: &SystemInfo, message: Arc<IntegrationMessage>) -> DeliveryFuture {
+    fn forward(
+        &self,
+        system: &SystemInfo,
+        message: Arc<IntegrationMessage>,
+        _: Instant,
+    ) -> DeliveryFuture {
         let Some(Live { publisher, .. }) = self.live() else {
             return disconnected();
         };

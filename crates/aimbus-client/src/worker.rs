@@ -483,7 +483,7 @@ where
         request: &IntegrationMessage,
         message: IntegrationMessage,
     ) -> Answer {
-        let result = if message.message_type == "health_check" {
+        let result = if message.message_type == aimbus_core::HEALTH_CHECK {
             let mut payload = Map::new();
             payload.insert("status".into(), json!("healthy"));
             payload.insert("system_id".into(), json!(self.system_id));

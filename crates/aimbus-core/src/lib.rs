@@ -20,12 +20,12 @@ pub use config::{
     JwtAlgorithm, LimitsConfig, LoadBalancingAlgorithm, LoadBalancingConfig, LogFormat, LogLevel,
     MonitoringConfig, OtlpProtocol, PerformanceConfig, QueueType, RateLimitingConfig,
     RegistryConfig, SecurityConfig, SlidingWindowType, SupervisionConfig, SystemsFile,
-    TelemetryConfig, TraceSampler, host_name,
+    TelemetryConfig, TraceSampler, TransportsConfig, host_name,
 };
 pub use crypto::{Keyring, SEALED_FIELD, new_keyring_text};
 pub use error::{Error, ErrorKind};
 pub use model::{
-    DEFAULT_MAX_RETRIES, HealthCheckResult, IntegrationMessage, IntegrationStatus,
+    DEFAULT_MAX_RETRIES, HEALTH_CHECK, HealthCheckResult, IntegrationMessage, IntegrationStatus,
     PerformanceMetrics, RegistryEvent, RequestOutcome, SystemInfo, SystemType, interface,
 };
 pub use registry::{

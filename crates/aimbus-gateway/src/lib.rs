@@ -1,10 +1,11 @@
 //! The HTTP side of aimbus: the gateway (messages and the registry over REST, behind JWT
 //! bearer authentication with roles, every error as `application/problem+json`) and the
-//! REST transport that delivers to systems with a `rest_api` interface.
+//! transports that deliver to systems with a `rest_api` or a `grpc` interface.
 #![forbid(unsafe_code)]
 
 mod auth;
 mod error;
+mod grpc_transport;
 mod metrics;
 mod openapi;
 mod problem;
@@ -16,6 +17,7 @@ mod trace;
 
 pub use auth::{Authenticator, Caller, Role, SECRET_ENV, TokenRequest, load_or_create_secret};
 pub use error::Error;
+pub use grpc_transport::GrpcTransport;
 pub use metrics::install_recorder;
 pub use problem::Problem;
 pub use rest_transport::RestTransport;

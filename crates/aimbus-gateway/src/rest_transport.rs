@@ -8,14 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aimbus_actors::{DeliveryFailure, DeliveryFuture, Reply, Transport};
-use aimbus_core::{IntegrationMessage, PerformanceConfig, SystemInfo, interface};
+use aimbus_core::{HEALTH_CHECK, IntegrationMessage, PerformanceConfig, SystemInfo, interface};
 use reqwest::StatusCode;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use tokio::time::Instant;
 use tracing::Instrument;
-
-/// The message type the health monitor sends; over REST it becomes `GET /health`.
-const HEALTH_CHECK: &str = "health_check";
 
 /// The L3 wire body: the envelope's fields the seed sends, no more.
 #[derive(Serialize)]
@@ -62,7 +60,12 @@ impl Transport for RestTransport {
         system.interfaces.contains_key(interface::REST_API)
     }
 
-    fn deliver(&self, system: &SystemInfo, message: Arc<IntegrationMessage>) -> DeliveryFuture {
+    fn deliver(
+        &self,
+        system: &SystemInfo,
+        message: Arc<IntegrationMessage>,
+        _: Instant,
+    ) -> DeliveryFuture {
         let Some(base) = system.interfaces.get(interface::REST_API) else {
             return Box::pin(async { Err(DeliveryFailure::Unreachable("no rest_api".into())) });
         };

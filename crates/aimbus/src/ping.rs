@@ -41,11 +41,13 @@ pub fn run(config: &Config, systems: &SystemsFile, args: &PingArgs) -> anyhow::R
             let mut check = IntegrationMessage::new(
                 "aimbus",
                 system.system_id.clone(),
-                "health_check",
+                aimbus_core::HEALTH_CHECK,
                 serde_json::Map::new(),
             );
             check.ttl_ms = Some(args.timeout_ms);
-            let answer = tokio::time::timeout(timeout, transport.deliver(system, check.into()));
+            let deadline = tokio::time::Instant::now() + timeout;
+            let delivery = transport.deliver(system, check.into(), deadline);
+            let answer = tokio::time::timeout_at(deadline, delivery);
             match answer.await {
                 Ok(Ok(_)) => println!("{} ok", system.system_id),
                 Ok(Err(failure)) => {

@@ -8,7 +8,7 @@ use aimbus_actors::{
 };
 use aimbus_bridge::{Bridge, BridgeSecurity};
 use aimbus_core::{Config, SystemsFile, interface};
-use aimbus_gateway::{Authenticator, Gateway, RestTransport};
+use aimbus_gateway::{Authenticator, Gateway, GrpcTransport, RestTransport};
 use anyhow::Context;
 
 use crate::signals::ShutdownSignals;
@@ -43,15 +43,19 @@ pub fn run(
             None
         };
         let rest: Arc<RestTransport> = Arc::new(RestTransport::new(config.performance())?);
+        let grpc = Arc::new(GrpcTransport::new(config));
         let mut transports = TransportSet::new(Arc::new(InProcessTransport::new()));
         // In the configured order of preference, each interface a transport serves here.
-        for kind in &config.amqp().interface_preference {
+        for kind in &config.transports().interface_preference {
             match (kind.as_str(), &bridge) {
                 (interface::AMQP, Some(bridge)) => {
                     transports = transports.with_interface(kind, bridge.transport());
                 }
                 (interface::REST_API, _) => {
                     transports = transports.with_interface(kind, rest.clone());
+                }
+                (interface::GRPC, _) => {
+                    transports = transports.with_interface(kind, grpc.clone());
                 }
                 _ => {}
             }

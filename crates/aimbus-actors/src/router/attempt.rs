@@ -109,17 +109,19 @@ impl Attempt {
                 error.type = tracing::field::Empty,
             )
         });
+        let deadline = started + timeout;
         let deliver = Deliver {
             message,
             mode,
             trace: trace.clone(),
+            deadline,
         };
         let result = match directory.deliver(system_id, deliver) {
             None => Err(Error::SystemActorDown(system_id.to_owned())),
             Some(delivered) => {
                 // Not entered here: nothing happens in this task while the system actor's
                 // transport works in the span.
-                match tokio::time::timeout_at(started + timeout, delivered).await {
+                match tokio::time::timeout_at(deadline, delivered).await {
                     Err(_) => Err(Error::Timeout {
                         system_id: system_id.to_owned(),
                         after: timeout,

@@ -107,8 +107,12 @@ impl HealthMonitor {
         let timeout = self.timeout;
         let mut payload = serde_json::Map::new();
         payload.insert("check".into(), "health".into());
-        let mut message =
-            IntegrationMessage::new("aimbus", system.system_id.clone(), "health_check", payload);
+        let mut message = IntegrationMessage::new(
+            "aimbus",
+            system.system_id.clone(),
+            aimbus_core::HEALTH_CHECK,
+            payload,
+        );
         // A check nobody answered in time is worthless: queues may drop it then.
         message.ttl_ms = Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
         // Each check is a trace of its own, so a failing system's checks can be read.
@@ -125,12 +129,14 @@ impl HealthMonitor {
             let probe = match addr {
                 None => Probe::Unreachable("the system's actor is not running".into()),
                 Some(addr) => {
+                    let deadline = started + timeout;
                     let delivered = addr.send(Deliver {
                         message: Arc::new(message),
                         mode: DeliveryMode::Request,
                         trace,
+                        deadline,
                     });
-                    match tokio::time::timeout(timeout, delivered).await {
+                    match tokio::time::timeout_at(deadline, delivered).await {
                         Err(_) => Probe::Failed(format!("no answer within {timeout:?}")),
                         Ok(Err(_)) => Probe::Unreachable("the system's actor stopped".into()),
                         Ok(Ok(Err(

@@ -18,7 +18,7 @@ pub use sections::{
     LimitsConfig, LoadBalancingAlgorithm, LoadBalancingConfig, LogFormat, LogLevel,
     MonitoringConfig, OtlpProtocol, PerformanceConfig, QueueType, RateLimitingConfig,
     RegistryConfig, SecurityConfig, SlidingWindowType, SupervisionConfig, TelemetryConfig,
-    TraceSampler,
+    TraceSampler, TransportsConfig,
 };
 pub use systems_file::SystemsFile;
 
@@ -45,6 +45,7 @@ struct Sections {
     limits: LimitsConfig,
     supervision: SupervisionConfig,
     amqp: AmqpConfig,
+    transports: TransportsConfig,
     gateway: GatewayConfig,
     telemetry: TelemetryConfig,
 }
@@ -109,6 +110,16 @@ impl Config {
                 .map(|(_, var)| format!("environment variable {var}"))
                 .unwrap_or_else(|| origin.to_owned())
         };
+        // It orders every transport, not AMQP's alone; a file written before the move is
+        // told where the key went rather than that it is unknown.
+        let moved = "amqp.interface_preference";
+        if lookup(&table, moved).is_some() {
+            return Err(Error::Config {
+                origin: origin_of(moved),
+                key: moved.to_owned(),
+                problem: "moved: set transports.interface_preference instead".to_owned(),
+            });
+        }
         let sections: Sections =
             serde_path_to_error::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
                 let key = e.path().to_string();
@@ -164,6 +175,9 @@ impl Config {
     }
     pub fn amqp(&self) -> &AmqpConfig {
         &self.sections.amqp
+    }
+    pub fn transports(&self) -> &TransportsConfig {
+        &self.sections.transports
     }
 
     pub fn gateway(&self) -> &GatewayConfig {
@@ -680,8 +694,8 @@ impl Config {
             1,
             3_600,
         )?;
-        for (i, kind) in a.interface_preference.iter().enumerate() {
-            let key = format!("amqp.interface_preference[{i}]");
+        for (i, kind) in s.transports.interface_preference.iter().enumerate() {
+            let key = format!("transports.interface_preference[{i}]");
             crate::validate::identifier(&key, kind).map_err(|e| check.error(&key, e))?;
         }
         Ok(())

@@ -8,6 +8,23 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+/// How the bus reaches systems, whatever the protocol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransportsConfig {
+    /// Interface kinds tried, in order, to reach a system: the first of a system's
+    /// interfaces that a transport of this bus serves carries its traffic.
+    pub interface_preference: Vec<String>,
+}
+
+impl Default for TransportsConfig {
+    fn default() -> Self {
+        TransportsConfig {
+            interface_preference: ["amqp", "grpc", "rest_api"].map(str::to_owned).to_vec(),
+        }
+    }
+}
+
 /// Core request handling.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -580,8 +597,6 @@ pub struct AmqpConfig {
     pub persistent_requests: bool,
     /// Deliveries of one message before it is dead-lettered.
     pub delivery_limit: u32,
-    /// Interface kinds tried, in order, to reach a system.
-    pub interface_preference: Vec<String>,
     /// Message ids remembered per consumer to drop redeliveries already processed.
     pub dedup_window: usize,
     /// Memory those ids, and the answers an SDK system keeps to resend, may take per
@@ -615,7 +630,6 @@ impl Default for AmqpConfig {
             max_priority: 10,
             persistent_requests: false,
             delivery_limit: 5,
-            interface_preference: vec!["amqp".to_owned(), "rest_api".to_owned()],
             dedup_window: 100_000,
             dedup_window_mib: 64,
             shutdown_grace_seconds: 10,

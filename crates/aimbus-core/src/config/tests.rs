@@ -143,6 +143,40 @@ fn unknown_keys_are_refused_wherever_they_come_from() {
 }
 
 #[test]
+fn the_moved_interface_preference_says_where_it_went() {
+    let (origin, key, problem) = config_error(parse(
+        "[amqp]\ninterface_preference = [\"rest_api\"]\n",
+        no_env(),
+    ));
+    assert_eq!(
+        (origin.as_str(), key.as_str()),
+        ("test.toml", "amqp.interface_preference")
+    );
+    assert!(
+        problem.contains("transports.interface_preference"),
+        "{problem}"
+    );
+    let (origin, ..) = config_error(parse(
+        "",
+        env(&[("AIMBUS_AMQP__INTERFACE_PREFERENCE", "[\"grpc\"]")]),
+    ));
+    assert_eq!(
+        origin,
+        "environment variable AIMBUS_AMQP__INTERFACE_PREFERENCE"
+    );
+    let config = parse(
+        "[transports]\ninterface_preference = [\"grpc\", \"amqp\"]\n",
+        no_env(),
+    )
+    .unwrap();
+    assert_eq!(config.transports().interface_preference, ["grpc", "amqp"]);
+    assert_eq!(
+        Config::default().transports().interface_preference,
+        ["amqp", "grpc", "rest_api"]
+    );
+}
+
+#[test]
 fn bad_values_name_the_key_the_value_and_what_is_valid() {
     let cases: &[(&str, &str, &[&str])] = &[
         (

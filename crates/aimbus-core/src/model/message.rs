@@ -5,6 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, validate};
 
+/// The message type of the bus's health checks; a transport with a health protocol of
+/// its own (REST's `GET /health`, gRPC's `grpc.health.v1`) speaks that instead.
+pub const HEALTH_CHECK: &str = "health_check";
+
 /// The default number of delivery attempts, as in the seed.
 pub const DEFAULT_MAX_RETRIES: u32 = 3;
 

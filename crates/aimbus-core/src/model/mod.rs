@@ -10,7 +10,7 @@ mod system_type;
 
 pub use event::RegistryEvent;
 pub use health::HealthCheckResult;
-pub use message::{DEFAULT_MAX_RETRIES, IntegrationMessage};
+pub use message::{DEFAULT_MAX_RETRIES, HEALTH_CHECK, IntegrationMessage};
 pub use metrics::{PerformanceMetrics, RequestOutcome};
 pub use status::IntegrationStatus;
 pub use system_info::{SystemInfo, interface};
