@@ -86,6 +86,11 @@ impl Codec {
 
     /// Compresses bodies above the threshold on the way out (`compress`); any codec
     /// decompresses (`decompress`), whatever its own setting.
+    /// The size and depth limits it decodes under.
+    pub fn limits(&self) -> DecodeLimits {
+        self.limits
+    }
+
     pub fn with_compression(mut self, compression: Option<Compression>) -> Codec {
         self.compression = compression;
         self

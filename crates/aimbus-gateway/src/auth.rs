@@ -7,8 +7,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::HttpRequest;
-use actix_web::http::header::AUTHORIZATION;
 use aimbus_core::secret_file::{random_hex, read_or_create_private};
 use aimbus_core::{JwtAlgorithm, SecurityConfig};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -182,26 +180,24 @@ impl Authenticator {
         })
     }
 
-    /// The caller of `request`, or 401 saying what is wrong with its token.
-    pub fn authenticate(&self, request: &HttpRequest) -> Result<Caller, Problem> {
+    /// The caller an `Authorization` value (`Bearer <token>`) names, from whichever
+    /// protocol carried it (an HTTP header, gRPC's `authorization` metadata), or 401
+    /// saying what is wrong with its token.
+    pub fn authenticate(&self, header: Option<&[u8]>) -> Result<Caller, Problem> {
         if !self.enabled {
             return Ok(Caller {
                 subject: None,
                 roles: vec![Role::Readonly, Role::Publisher, Role::Admin],
             });
         }
-        let header = request
-            .headers()
-            .get(AUTHORIZATION)
-            .ok_or_else(|| Problem::unauthenticated("no Authorization header"))?;
+        let header = header.ok_or_else(|| Problem::unauthenticated("no Authorization header"))?;
         if header.len() > self.max_token_bytes + "Bearer ".len() {
             return Err(Problem::unauthenticated(format!(
                 "the token is longer than {} bytes",
                 self.max_token_bytes
             )));
         }
-        let token = header
-            .to_str()
+        let token = std::str::from_utf8(header)
             .ok()
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or_else(|| Problem::unauthenticated("expected `Authorization: Bearer <token>`"))?;

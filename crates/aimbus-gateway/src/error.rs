@@ -16,6 +16,8 @@ pub enum Error {
     HttpClient(String),
     #[error("metrics exporter: {0}")]
     Metrics(String),
+    #[error("grpc server: {0}")]
+    GrpcServer(#[source] tonic::transport::Error),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: String,

@@ -37,12 +37,14 @@ struct Settings {
     max_connections: usize,
     idle_timeout: Duration,
     max_message_bytes: usize,
+    max_depth: usize,
 }
 
 impl GrpcTransport {
     /// At most `performance.max_connections_per_host` connections per endpoint, opened as
     /// calls need them and closed after `keepalive_timeout_seconds` unused (a connection
-    /// per call when pooling is off); messages up to `limits.max_message_bytes` each way.
+    /// per call when pooling is off); messages up to `limits.max_message_bytes` each way,
+    /// replies nested no deeper than `limits.max_nesting_depth`.
     pub fn new(config: &aimbus_core::Config) -> GrpcTransport {
         let performance = config.performance();
         GrpcTransport {
@@ -51,6 +53,7 @@ impl GrpcTransport {
                 max_connections: performance.max_connections_per_host as usize,
                 idle_timeout: Duration::from_secs(performance.keepalive_timeout_seconds),
                 max_message_bytes: config.decode_limits().max_bytes,
+                max_depth: config.decode_limits().max_depth,
             },
             pools: Mutex::new(HashMap::new()),
         }
@@ -173,6 +176,7 @@ impl Transport for GrpcTransport {
         let address = address.clone();
         let connection = self.connection(&address);
         let max_bytes = self.settings.max_message_bytes;
+        let max_depth = self.settings.max_depth;
         Box::pin(async move {
             let (channel, _claim) = connection?;
             let health = message.message_type == HEALTH_CHECK;
@@ -210,7 +214,7 @@ impl Transport for GrpcTransport {
                     .deliver(request)
                     .instrument(span.clone())
                     .await
-                    .map(|response| system_reply(response.into_inner()))
+                    .map(|response| system_reply(response.into_inner(), max_depth))
             };
             let code = answer
                 .as_ref()
@@ -218,7 +222,7 @@ impl Transport for GrpcTransport {
                 .map_or(tonic::Code::Ok, tonic::Status::code);
             span.record("rpc.grpc.status_code", code as i64);
             let result = answer.unwrap_or_else(|status| {
-                span.record("error.type", code_name(code));
+                span.record("error.type", aimbus_grpc::code_name(code));
                 Err(failure(&address, &status))
             });
             if result.is_err() {
@@ -248,10 +252,13 @@ fn call<T>(message: T, timeout: Duration) -> tonic::Request<T> {
     request
 }
 
-fn system_reply(reply: aimbus_grpc::pb::IntegrationMessage) -> Result<Reply, DeliveryFailure> {
+fn system_reply(
+    reply: aimbus_grpc::pb::IntegrationMessage,
+    max_depth: usize,
+) -> Result<Reply, DeliveryFailure> {
     let payload = match reply.payload {
         None => serde_json::Map::new(),
-        Some(payload) => aimbus_grpc::json_of(payload, &mut String::from("payload"))
+        Some(payload) => aimbus_grpc::payload_of(payload, max_depth)
             .map_err(|e| DeliveryFailure::Failed(format!("the system's reply: {e}")))?,
     };
     Ok(Reply::new(payload))
@@ -280,7 +287,7 @@ fn failure(address: &str, status: &tonic::Status) -> DeliveryFailure {
     }
     let detail = format!(
         "{address} answered {}: {}",
-        code_name(status.code()),
+        aimbus_grpc::code_name(status.code()),
         status.message()
     );
     match status.code() {
@@ -290,30 +297,6 @@ fn failure(address: &str, status: &tonic::Status) -> DeliveryFailure {
             DeliveryFailure::Failed(detail)
         }
         _ => DeliveryFailure::Rejected(detail),
-    }
-}
-
-/// The status code's name as gRPC writes it (`UNAVAILABLE`).
-fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code;
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 

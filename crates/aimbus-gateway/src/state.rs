@@ -74,7 +74,15 @@ impl Gateway {
 
     /// Authenticates the request and charges its subject's rate limit.
     pub(crate) fn caller(&self, request: &actix_web::HttpRequest) -> Result<Caller, Problem> {
-        let caller = self.auth.authenticate(request)?;
+        let header = request
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION);
+        self.caller_of(header.map(|h| h.as_bytes()))
+    }
+
+    /// The caller an `Authorization` value names, its subject's rate limit charged.
+    pub(crate) fn caller_of(&self, authorization: Option<&[u8]>) -> Result<Caller, Problem> {
+        let caller = self.auth.authenticate(authorization)?;
         if let (Some(limiter), Some(subject)) = (&self.limiter, &caller.subject) {
             let now = tokio::time::Instant::now();
             let acquired = limiter.lock().expect("limiter lock").acquire(subject, now);

@@ -51,7 +51,7 @@ impl pb::system_server::System for EchoSystem {
             .metadata()
             .get("grpc-timeout")
             .map(|v| v.to_str().unwrap().to_owned());
-        let message = aimbus_grpc::from_proto(request.into_inner())
+        let message = aimbus_grpc::from_proto(request.into_inner(), 32)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         *behaviour.seen.lock().unwrap() = Some((message.clone(), timeout));
         if n < behaviour.fail_first {

@@ -21,6 +21,30 @@ pub mod pb {
 /// spans.
 pub const SYSTEM_SERVICE: &str = "aimbus.v1.System";
 
+/// The status code's name as gRPC writes it (`UNAVAILABLE`).
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
 /// Why a message received over gRPC is not a valid `IntegrationMessage`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -36,6 +60,9 @@ pub enum Error {
     },
     #[error("`timestamp` ({seconds} s, {nanos} ns) is not a valid time")]
     Timestamp { seconds: i64, nanos: i32 },
+    /// As deep as the bus's `limits.max_nesting_depth` allows, as for JSON and MessagePack.
+    #[error("`{path}` nests deeper than {limit} levels (the message itself is level 1)")]
+    TooDeep { path: String, limit: usize },
 }
 
 /// The bus's message in the contract's form.
@@ -61,9 +88,13 @@ pub fn to_proto(message: &IntegrationMessage) -> pb::IntegrationMessage {
 }
 
 /// The contract's message as the bus's, with the JSON form's defaults for what is unset
-/// (no timestamp is now, no `max_retries` is the default). The result is not yet
-/// validated: that is the router's, as for every other way in.
-pub fn from_proto(message: pb::IntegrationMessage) -> Result<IntegrationMessage, Error> {
+/// (no timestamp is now, no `max_retries` is the default), nested at most `max_depth`
+/// levels deep. The result is not yet validated: that is the router's, as for every
+/// other way in.
+pub fn from_proto(
+    message: pb::IntegrationMessage,
+    max_depth: usize,
+) -> Result<IntegrationMessage, Error> {
     let timestamp = match message.timestamp {
         None => Utc::now(),
         Some(t) => u32::try_from(t.nanos)
@@ -81,7 +112,7 @@ pub fn from_proto(message: pb::IntegrationMessage) -> Result<IntegrationMessage,
     })?;
     let payload = match message.payload {
         None => Map::new(),
-        Some(payload) => json_of(payload, &mut String::from("payload"))?,
+        Some(payload) => payload_of(payload, max_depth)?,
     };
     Ok(IntegrationMessage {
         message_id: message.message_id,
@@ -127,43 +158,84 @@ fn value_of(value: &Value) -> prost_types::Value {
     prost_types::Value { kind: Some(kind) }
 }
 
-/// A `google.protobuf.Struct` as a JSON object; `path` names where it is, for errors.
-pub fn json_of(
-    object: prost_types::Struct,
-    path: &mut String,
+/// A message's payload as a JSON object, nested at most `max_depth` levels deep counting
+/// the message as level 1 (so the payload is level 2), as the JSON and MessagePack
+/// decoders count.
+pub fn payload_of(
+    payload: prost_types::Struct,
+    max_depth: usize,
 ) -> Result<Map<String, Value>, Error> {
+    let mut place = Place {
+        path: String::from("payload"),
+        depth: 2,
+        max_depth,
+    };
+    place.check_depth()?;
+    json_of(payload, &mut place)
+}
+
+/// Where a conversion is: its path for errors, and its depth for the limit.
+struct Place {
+    path: String,
+    depth: usize,
+    max_depth: usize,
+}
+
+impl Place {
+    fn check_depth(&self) -> Result<(), Error> {
+        if self.depth > self.max_depth {
+            return Err(Error::TooDeep {
+                path: self.path.clone(),
+                limit: self.max_depth,
+            });
+        }
+        Ok(())
+    }
+
+    /// `value`, found at `step` (`.key` or `[i]`) from here.
+    fn convert(
+        &mut self,
+        step: std::fmt::Arguments<'_>,
+        value: prost_types::Value,
+    ) -> Result<Value, Error> {
+        use std::fmt::Write;
+        let len = self.path.len();
+        let _ = self.path.write_fmt(step);
+        let nests = matches!(value.kind, Some(Kind::ListValue(_) | Kind::StructValue(_)));
+        self.depth += usize::from(nests);
+        let converted = self.check_depth().and_then(|()| json_value(value, self));
+        self.depth -= usize::from(nests);
+        self.path.truncate(len);
+        converted
+    }
+}
+
+fn json_of(object: prost_types::Struct, place: &mut Place) -> Result<Map<String, Value>, Error> {
     let mut json = Map::new();
     for (key, value) in object.fields {
-        let len = path.len();
-        path.push('.');
-        path.push_str(&key);
-        let value = json_value(value, path)?;
-        path.truncate(len);
+        let value = place.convert(format_args!(".{key}"), value)?;
         json.insert(key, value);
     }
     Ok(json)
 }
 
-fn json_value(value: prost_types::Value, path: &mut String) -> Result<Value, Error> {
+fn json_value(value: prost_types::Value, place: &mut Place) -> Result<Value, Error> {
     Ok(match value.kind {
         None | Some(Kind::NullValue(_)) => Value::Null,
         Some(Kind::BoolValue(b)) => Value::Bool(b),
         Some(Kind::NumberValue(n)) => Value::Number(number(n).ok_or_else(|| Error::NotFinite {
-            path: path.clone(),
+            path: place.path.clone(),
             value: n,
         })?),
         Some(Kind::StringValue(s)) => Value::String(s),
         Some(Kind::ListValue(list)) => {
             let mut items = Vec::with_capacity(list.values.len());
             for (i, item) in list.values.into_iter().enumerate() {
-                let len = path.len();
-                path.push_str(&format!("[{i}]"));
-                items.push(json_value(item, path)?);
-                path.truncate(len);
+                items.push(place.convert(format_args!("[{i}]"), item)?);
             }
             Value::Array(items)
         }
-        Some(Kind::StructValue(object)) => Value::Object(json_of(object, path)?),
+        Some(Kind::StructValue(object)) => Value::Object(json_of(object, place)?),
     })
 }
 
@@ -183,6 +255,8 @@ fn number(n: f64) -> Option<Number> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    const DEPTH: usize = 32;
 
     fn message() -> IntegrationMessage {
         let payload = json!({
@@ -207,16 +281,19 @@ mod tests {
     #[test]
     fn a_message_survives_the_round_trip_field_for_field() {
         let original = message();
-        assert_eq!(from_proto(to_proto(&original)).unwrap(), original);
+        assert_eq!(from_proto(to_proto(&original), DEPTH).unwrap(), original);
     }
 
     #[test]
     fn unset_fields_take_the_json_form_s_defaults() {
         let before = Utc::now();
-        let message = from_proto(pb::IntegrationMessage {
-            message_id: "m-1".into(),
-            ..Default::default()
-        })
+        let message = from_proto(
+            pb::IntegrationMessage {
+                message_id: "m-1".into(),
+                ..Default::default()
+            },
+            DEPTH,
+        )
         .unwrap();
         assert!(message.payload.is_empty());
         assert_eq!(message.max_retries, DEFAULT_MAX_RETRIES);
@@ -224,6 +301,19 @@ mod tests {
         assert_eq!(
             (message.correlation_id, message.reply_to, message.ttl_ms),
             (None, None, None)
+        );
+    }
+
+    #[test]
+    fn nesting_is_bounded_as_in_the_other_forms() {
+        // The message is level 1, its payload 2, `flags` 3, the object in it 4 and its
+        // `deep` list 5.
+        let proto = to_proto(&message());
+        assert!(from_proto(proto.clone(), 5).is_ok());
+        let error = from_proto(proto, 4).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "`payload.flags[3].deep` nests deeper than 4 levels (the message itself is level 1)"
         );
     }
 
@@ -249,7 +339,7 @@ mod tests {
                 })),
             },
         );
-        let error = from_proto(proto).unwrap_err();
+        let error = from_proto(proto, DEPTH).unwrap_err();
         assert_eq!(
             error.to_string(),
             "`payload.bad[0].x` is inf, which JSON cannot hold"
@@ -257,7 +347,7 @@ mod tests {
         let mut proto = to_proto(&message());
         proto.priority = 300;
         assert!(matches!(
-            from_proto(proto),
+            from_proto(proto, DEPTH),
             Err(Error::OutOfRange {
                 field: "priority",
                 ..

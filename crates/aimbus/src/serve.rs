@@ -69,6 +69,15 @@ pub fn run(
         } else {
             None
         };
+        let grpc_listen = &config.gateway().grpc_listen;
+        let grpc_listener = if grpc_listen.is_empty() {
+            None
+        } else {
+            let listener = std::net::TcpListener::bind(grpc_listen)
+                .with_context(|| format!("cannot listen on {grpc_listen} (gateway.grpc_listen)"))?;
+            listener.set_nonblocking(true)?;
+            Some(listener)
+        };
         let node = NodeIdentity {
             node_id: config.cluster().node_id.clone(),
             gateway: match &listener {
@@ -85,25 +94,30 @@ pub fn run(
         let _events = bridge
             .as_ref()
             .map(|bridge| bridge.publish_events(&registry));
+        let mut gateway = Gateway::new(config, router.clone(), registry.clone(), authenticator);
+        if let Some(bridge) = &bridge {
+            gateway = gateway.with_bridge(Arc::clone(bridge));
+        }
+        if let Some(keyring) = &keyring {
+            gateway = gateway.with_keyring(Arc::clone(keyring));
+        }
+        if let Some(metrics) = metrics.clone() {
+            gateway = gateway.with_metrics(metrics);
+        }
+        let gateway = Arc::new(gateway);
         // Up before the broker answers, so /healthz and /readyz tell what is going on.
-        let gateway = if let Some(listener) = listener {
-            let mut gateway = Gateway::new(config, router.clone(), registry.clone(), authenticator);
-            if let Some(bridge) = &bridge {
-                gateway = gateway.with_bridge(Arc::clone(bridge));
-            }
-            if let Some(keyring) = &keyring {
-                gateway = gateway.with_keyring(Arc::clone(keyring));
-            }
-            if let Some(metrics) = metrics.clone() {
-                gateway = gateway.with_metrics(metrics);
-            }
+        let http = if let Some(listener) = listener {
             tracing::info!(address = %listener.local_addr()?, "gateway listening");
-            let server = aimbus_gateway::run(listener, Arc::new(gateway))?;
+            let server = aimbus_gateway::run(listener, Arc::clone(&gateway))?;
             let handle = server.handle();
             actix_rt::spawn(server);
             Some(handle)
         } else {
             None
+        };
+        let grpc = match grpc_listener {
+            Some(listener) => Some(GrpcApi::start(listener, Arc::clone(&gateway))?),
+            None => None,
         };
         if let Some(bridge) = &bridge {
             tokio::select! {
@@ -126,9 +140,12 @@ pub fn run(
         // The registry actor logs every registration and status change itself.
         let signal = shutdown.recv().await;
         tracing::info!(signal, "shutting down");
-        if let Some(gateway) = gateway {
-            // Requests in flight are answered before the actors stop.
-            gateway.stop(true).await;
+        if let Some(grpc) = grpc {
+            // Calls in flight are answered before the actors stop, as HTTP requests are.
+            grpc.stop().await;
+        }
+        if let Some(http) = http {
+            http.stop(true).await;
         }
         if let (Some(bridge), Some(link)) = (&bridge, link) {
             // The ingress drains: deliveries in progress finish and are acknowledged, the
@@ -145,6 +162,36 @@ pub fn run(
         actix::System::current().stop();
         Ok(())
     })
+}
+
+/// The gRPC API, served in the background.
+struct GrpcApi {
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), aimbus_gateway::Error>>,
+}
+
+impl GrpcApi {
+    fn start(listener: std::net::TcpListener, gateway: Arc<Gateway>) -> anyhow::Result<GrpcApi> {
+        let address = listener.local_addr()?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        tracing::info!(%address, "gRPC API listening");
+        let server = tokio::spawn(aimbus_gateway::serve_grpc(listener, gateway, shutdown));
+        Ok(GrpcApi { stop, server })
+    }
+
+    /// Stops taking calls and answers those in flight.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        match self.server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "the gRPC API did not stop cleanly"),
+            Err(error) => tracing::warn!(%error, "the gRPC API's task failed"),
+        }
+    }
 }
 
 /// The registry on the store `registry.database_url` names (SQLite in the data directory

@@ -410,6 +410,15 @@ impl Config {
                 ),
             ));
         }
+        let grpc = &s.gateway.grpc_listen;
+        if !grpc.is_empty() && grpc.parse::<std::net::SocketAddr>().is_err() {
+            return Err(check.error(
+                "gateway.grpc_listen",
+                format!(
+                    "got `{grpc}`: expected an address and port such as 127.0.0.1:50051, or \"\" for no gRPC API"
+                ),
+            ));
+        }
         let t = &s.telemetry;
         if !(t.otlp_endpoint.starts_with("http://") || t.otlp_endpoint.starts_with("https://"))
             || url::Url::parse(&t.otlp_endpoint).is_err()

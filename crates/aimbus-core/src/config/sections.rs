@@ -498,6 +498,9 @@ pub struct GatewayConfig {
     pub enabled: bool,
     /// Address and port the gateway listens on.
     pub listen: String,
+    /// Address and port of the gRPC API (`aimbus.v1.Bus`, with `grpc.health.v1`); empty
+    /// serves none. Behind the same tokens, roles and limits as the HTTP API.
+    pub grpc_listen: String,
 }
 
 impl Default for GatewayConfig {
@@ -505,6 +508,7 @@ impl Default for GatewayConfig {
         GatewayConfig {
             enabled: true,
             listen: "127.0.0.1:8000".to_owned(),
+            grpc_listen: String::new(),
         }
     }
 }

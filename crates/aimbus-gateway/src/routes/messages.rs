@@ -1,10 +1,12 @@
 //! `POST /api/v1/messages`: route a message and answer with the reply, or enqueue it
 //! durably and answer 202 (`Prefer: respond-async`).
 
+use std::sync::Arc;
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use aimbus_amqp::envelope;
-use aimbus_core::{IntegrationMessage, Keyring};
+use aimbus_core::{Format, IntegrationMessage, Keyring};
 use serde_json::json;
 
 use super::{body_format, read_body, respond};
@@ -32,11 +34,40 @@ pub(crate) async fn post(
     caller.require(Role::Publisher)?;
     let format = body_format(&request)?;
     let body = read_body(&request, payload, gateway.max_body_bytes).await?;
-    let mut message: IntegrationMessage = gateway.codec.decode(format, &body)?;
+    let message: IntegrationMessage = gateway.codec.decode(format, &body)?;
     check_headers(&request, &message)?;
-    check_speaks_for(&gateway, &caller, &message).await?;
-    // A sealed payload is opened here, so a tampered one is refused before it goes
-    // anywhere, and the reply is sealed for its sender.
+    let accepted = accept(&gateway, &caller, message).await?;
+    if prefers_async(&request) {
+        let message_id = accepted.enqueue(&gateway, format).await?;
+        let mut response = HttpResponse::build(StatusCode::ACCEPTED);
+        response.insert_header(("Preference-Applied", "respond-async"));
+        let receipt = json!({"message_id": message_id, "status": ENQUEUED});
+        return respond(&gateway.codec, &request, response, &receipt);
+    }
+    let (reply, served_by) = accepted.route(&gateway).await?;
+    let mut ok = HttpResponse::Ok();
+    ok.insert_header(("X-Served-By", &*served_by));
+    respond(&gateway.codec, &request, ok, &reply)
+}
+
+/// What a receipt says of a message enqueued for delivery.
+pub(crate) const ENQUEUED: &str = "enqueued";
+
+/// A publisher's message, however it arrived (HTTP, gRPC), that may go on: its source
+/// is the caller's, and a sealed payload is open (so a tampered one was refused before
+/// it went anywhere), its keyring kept to seal what goes back.
+pub(crate) struct Accepted<'g> {
+    message: IntegrationMessage,
+    sealing: Option<&'g Arc<Keyring>>,
+}
+
+/// Checks that `caller` may send `message` (no impersonation) and opens its payload.
+pub(crate) async fn accept<'g>(
+    gateway: &'g Gateway,
+    caller: &Caller,
+    mut message: IntegrationMessage,
+) -> Result<Accepted<'g>, Problem> {
+    check_speaks_for(gateway, caller, &message).await?;
     let sealing = match &gateway.keyring {
         Some(keyring) if Keyring::is_sealed(&message.payload) => {
             keyring.open(&mut message)?;
@@ -44,7 +75,21 @@ pub(crate) async fn post(
         }
         _ => None,
     };
-    if prefers_async(&request) {
+    Ok(Accepted { message, sealing })
+}
+
+impl Accepted<'_> {
+    /// Enqueues the message durably on the ingress, in `format`, once it is valid;
+    /// answers its id once the broker confirmed it.
+    pub(crate) async fn enqueue(
+        self,
+        gateway: &Gateway,
+        format: Format,
+    ) -> Result<String, Problem> {
+        let Accepted {
+            mut message,
+            sealing,
+        } = self;
         // Refused now rather than dead-lettered later; the router validates what it routes.
         message.validate()?;
         let bridge = gateway.bridge.as_ref().ok_or_else(|| {
@@ -61,21 +106,24 @@ pub(crate) async fn post(
             Problem::unavailable("broker-unavailable", format!("not enqueued: {e}"))
                 .retry_after(std::time::Duration::from_secs(1))
         })?;
-        let mut accepted = HttpResponse::build(StatusCode::ACCEPTED);
-        accepted.insert_header(("Preference-Applied", "respond-async"));
-        let receipt = json!({"message_id": message.message_id, "status": "enqueued"});
-        return respond(&gateway.codec, &request, accepted, &receipt);
+        Ok(message.message_id)
     }
-    let request_envelope = message.without_payload();
-    let routed = gateway.router.route(message).await?;
-    let mut reply =
-        envelope::reply_to_request(&request_envelope, &routed.served_by, routed.reply.payload);
-    if let Some(keyring) = sealing {
-        keyring.seal(&mut reply)?;
+
+    /// Routes the message; answers the system's reply (sealed for a sealed request) and
+    /// the system that served it.
+    pub(crate) async fn route(
+        self,
+        gateway: &Gateway,
+    ) -> Result<(IntegrationMessage, Arc<str>), Problem> {
+        let request_envelope = self.message.without_payload();
+        let routed = gateway.router.route(self.message).await?;
+        let mut reply =
+            envelope::reply_to_request(&request_envelope, &routed.served_by, routed.reply.payload);
+        if let Some(keyring) = self.sealing {
+            keyring.seal(&mut reply)?;
+        }
+        Ok((reply, routed.served_by))
     }
-    let mut ok = HttpResponse::Ok();
-    ok.insert_header(("X-Served-By", &*routed.served_by));
-    respond(&gateway.codec, &request, ok, &reply)
 }
 
 /// The seed's headers are accepted, but may not contradict the body.

@@ -1,7 +1,7 @@
 //! The routes, and what every handler shares: reading a bounded body and answering in
 //! the caller's format.
 
-mod messages;
+pub(crate) mod messages;
 mod ops;
 mod systems;
 

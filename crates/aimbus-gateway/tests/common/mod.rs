@@ -3,6 +3,8 @@
 // Each test binary uses a part of this module.
 #![allow(dead_code)]
 
+pub mod tokens;
+
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +23,10 @@ pub struct TestGateway {
     pub http: reqwest::Client,
     pub auth: Authenticator,
     pub systems: Arc<InProcessTransport>,
+    /// The gRPC API on the same gateway: `http://127.0.0.1:<port>`.
+    pub grpc: String,
     server: actix_web::dev::ServerHandle,
+    grpc_stop: tokio::sync::oneshot::Sender<()>,
 }
 
 pub fn system(id: &str, system_type: &str) -> SystemInfo {
@@ -86,11 +91,18 @@ pub async fn start_with(
     if let Some(keyring) = keyring {
         gateway = gateway.with_keyring(keyring);
     }
+    let gateway = Arc::new(gateway);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = aimbus_gateway::run(listener, Arc::new(gateway)).unwrap();
+    let server = aimbus_gateway::run(listener, Arc::clone(&gateway)).unwrap();
     let handle = server.handle();
     actix_rt::spawn(server);
+    let grpc_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc = format!("http://{}", grpc_listener.local_addr().unwrap());
+    let (grpc_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(aimbus_gateway::serve_grpc(grpc_listener, gateway, async {
+        let _ = stopped.await;
+    }));
     TestGateway {
         base,
         http: reqwest::Client::builder()
@@ -99,7 +111,9 @@ pub async fn start_with(
             .unwrap(),
         auth: minting,
         systems,
+        grpc,
         server: handle,
+        grpc_stop,
     }
 }
 
@@ -130,7 +144,15 @@ impl TestGateway {
     }
 
     pub async fn stop(self) {
+        let _ = self.grpc_stop.send(());
         self.server.stop(false).await;
+    }
+
+    /// A client of the gateway's gRPC API.
+    pub async fn bus(&self) -> aimbus_grpc::pb::bus_client::BusClient<tonic::transport::Channel> {
+        aimbus_grpc::pb::bus_client::BusClient::connect(self.grpc.clone())
+            .await
+            .unwrap()
     }
 }
 

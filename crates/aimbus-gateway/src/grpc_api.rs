@@ -1,0 +1,273 @@
+//! The gRPC API (`aimbus.v1.Bus`, `gateway.grpc_listen`): `Send` and `Request` take a
+//! message exactly as `POST /api/v1/messages` does (the same token in the `authorization`
+//! metadata, roles, no impersonation, size and depth limits, errors), and `Watch` streams
+//! the registry's changes. Every error is a status whose details (`google.rpc.ErrorInfo`,
+//! `RetryInfo`) carry what the HTTP problem would: its type, title and retry delay.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use aimbus_core::{Format, RegistryEvent};
+use aimbus_grpc::pb;
+use aimbus_telemetry::Extractor;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataMap;
+use tonic::{Code, Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::Gateway;
+use crate::auth::{Caller, Role};
+use crate::problem::Problem;
+use crate::routes::messages::{Accepted, ENQUEUED, accept};
+
+/// Serves `aimbus.v1.Bus` and the standard health service on `listener` until `shutdown`
+/// completes, then lets the calls in progress finish.
+pub async fn serve_grpc(
+    listener: tokio::net::TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), crate::Error> {
+    let max_bytes = gateway.max_body_bytes;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<pb::bus_server::BusServer<BusApi>>()
+        .await;
+    let bus = pb::bus_server::BusServer::new(BusApi { gateway })
+        .max_decoding_message_size(max_bytes)
+        .max_encoding_message_size(max_bytes);
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(bus)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await
+        .map_err(crate::Error::GrpcServer)
+}
+
+pub struct BusApi {
+    gateway: Arc<Gateway>,
+}
+
+impl BusApi {
+    /// The caller the call's `authorization` metadata names, its rate limit charged, if
+    /// it holds `role`.
+    fn caller(&self, metadata: &MetadataMap, role: Role) -> Result<Caller, Status> {
+        let authorization = metadata.get("authorization").map(|v| v.as_bytes());
+        let caller = self.gateway.caller_of(authorization).map_err(status)?;
+        caller.require(role).map_err(status)?;
+        Ok(caller)
+    }
+
+    /// The call's message, from a caller who may publish it.
+    async fn accept(
+        &self,
+        request: Request<pb::IntegrationMessage>,
+    ) -> Result<Accepted<'_>, Status> {
+        let caller = self.caller(request.metadata(), Role::Publisher)?;
+        let max_depth = self.gateway.codec.limits().max_depth;
+        let message = aimbus_grpc::from_proto(request.into_inner(), max_depth)
+            .map_err(|e| status(Problem::bad_request(e.to_string())))?;
+        accept(&self.gateway, &caller, message)
+            .await
+            .map_err(status)
+    }
+}
+
+type Events = Pin<Box<dyn Stream<Item = Result<pb::RegistryEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::bus_server::Bus for BusApi {
+    async fn send(
+        &self,
+        request: Request<pb::IntegrationMessage>,
+    ) -> Result<Response<pb::Receipt>, Status> {
+        let trace = call_trace("Send", request.metadata());
+        traced(trace, async {
+            let accepted = self.accept(request).await?;
+            // As MessagePack, the AMQP contract's default body.
+            let message_id = accepted
+                .enqueue(&self.gateway, Format::MessagePack)
+                .await
+                .map_err(status)?;
+            Ok(Response::new(pb::Receipt {
+                message_id,
+                status: ENQUEUED.to_owned(),
+            }))
+        })
+        .await
+    }
+
+    async fn request(
+        &self,
+        request: Request<pb::IntegrationMessage>,
+    ) -> Result<Response<pb::IntegrationMessage>, Status> {
+        let trace = call_trace("Request", request.metadata());
+        traced(trace, async {
+            let accepted = self.accept(request).await?;
+            let (reply, served_by) = accepted.route(&self.gateway).await.map_err(status)?;
+            let mut response = Response::new(aimbus_grpc::to_proto(&reply));
+            if let Ok(served_by) = served_by.parse() {
+                response.metadata_mut().insert("x-served-by", served_by);
+            }
+            Ok(response)
+        })
+        .await
+    }
+
+    type WatchStream = Events;
+
+    async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Events>, Status> {
+        self.caller(request.metadata(), Role::Readonly)?;
+        let wanted = request.into_inner().system_ids;
+        let subscription = self
+            .gateway
+            .registry
+            .subscribe()
+            .await
+            .map_err(|e| status(e.into()))?;
+        let (events, stream) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            let wanted = |id: &str| wanted.is_empty() || wanted.iter().any(|w| w == id);
+            // What is registered now, then each change: a watcher needs no second call to
+            // learn the state the changes apply to.
+            let snapshot = subscription
+                .snapshot
+                .into_iter()
+                .map(|system| RegistryEvent::SystemRegistered { system });
+            for event in snapshot.filter(|e| wanted(e.system_id())) {
+                if events.send(Ok(event_of(&event))).await.is_err() {
+                    return;
+                }
+            }
+            let mut changes = subscription.events;
+            loop {
+                let next = match changes.recv().await {
+                    Ok(event) if !wanted(event.system_id()) => continue,
+                    Ok(event) => Ok(event_of(&event)),
+                    Err(RecvError::Closed) => return,
+                    Err(RecvError::Lagged(missed)) => Err(Status::aborted(format!(
+                        "the watch fell {missed} events behind; watch again for a fresh snapshot"
+                    ))),
+                };
+                let lagged = next.is_err();
+                if events.send(next).await.is_err() || lagged {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(stream))))
+    }
+}
+
+fn event_of(event: &RegistryEvent) -> pb::RegistryEvent {
+    let json = match serde_json::to_value(event) {
+        Ok(serde_json::Value::Object(object)) => object,
+        _ => serde_json::Map::new(),
+    };
+    pb::RegistryEvent {
+        kind: event.kind().to_owned(),
+        system_id: event.system_id().to_owned(),
+        event: Some(aimbus_grpc::struct_of(&json)),
+    }
+}
+
+/// A problem as the status a gRPC caller gets: the code nearest its HTTP status, its
+/// detail as the message, and its type, title and retry delay as standard details.
+pub(crate) fn status(problem: Problem) -> Status {
+    let code = match problem.status.as_u16() {
+        400 | 415 | 422 => Code::InvalidArgument,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::NotFound,
+        409 => Code::AlreadyExists,
+        413 | 429 => Code::ResourceExhausted,
+        502 | 503 => Code::Unavailable,
+        504 => Code::DeadlineExceeded,
+        500 => Code::Internal,
+        _ => Code::Unknown,
+    };
+    let metadata = HashMap::from([
+        ("type".to_owned(), problem.type_uri()),
+        ("title".to_owned(), problem.title.to_owned()),
+        (
+            "http_status".to_owned(),
+            problem.status.as_u16().to_string(),
+        ),
+    ]);
+    let mut details = ErrorDetails::with_error_info(
+        problem.kind.replace('-', "_").to_uppercase(),
+        "aimbus",
+        metadata,
+    );
+    if problem.retry_after.is_some() {
+        details.set_retry_info(problem.retry_after);
+    }
+    Status::with_error_details(code, problem.detail, details)
+}
+
+struct Metadata<'a>(&'a MetadataMap);
+
+impl Extractor for Metadata<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0
+            .keys()
+            .filter_map(|key| match key {
+                tonic::metadata::KeyRef::Ascii(key) => Some(key.as_str()),
+                tonic::metadata::KeyRef::Binary(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// The span of one call, as OpenTelemetry's RPC server conventions name it, continuing
+/// the caller's trace when its metadata carries a `traceparent`.
+fn call_trace(method: &'static str, metadata: &MetadataMap) -> aimbus_telemetry::Trace {
+    if !tracing::span_enabled!(tracing::Level::DEBUG) {
+        return aimbus_telemetry::Trace::default();
+    }
+    let make = || {
+        tracing::debug_span!(
+            "grpc_request",
+            otel.name = %format_args!("aimbus.v1.Bus/{method}"),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            rpc.system = "grpc",
+            rpc.service = "aimbus.v1.Bus",
+            rpc.method = method,
+            rpc.grpc.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        )
+    };
+    aimbus_telemetry::Trace::continued(&Metadata(metadata), make)
+}
+
+/// Runs a call in its trace and writes its status on the span.
+async fn traced<T>(
+    trace: aimbus_telemetry::Trace,
+    call: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    let span = trace.span().cloned();
+    let result = trace.instrument(call).await;
+    if let Some(span) = span {
+        let code = result.as_ref().err().map_or(Code::Ok, Status::code);
+        span.record("rpc.grpc.status_code", code as i64);
+        // As for HTTP's 5xx: only the bus's or a system's failures fail the span.
+        if matches!(
+            code,
+            Code::Internal | Code::Unavailable | Code::DeadlineExceeded | Code::Unknown
+        ) {
+            span.record("otel.status_code", "error");
+            span.record("error.type", aimbus_grpc::code_name(code));
+        }
+    }
+    result
+}
