@@ -10,6 +10,8 @@ pub enum Error {
     NoReply(Duration),
     #[error(transparent)]
     Message(#[from] aimbus_core::Error),
+    #[error("grpc server: {0}")]
+    GrpcServer(#[source] tonic::transport::Error),
 }
 
 impl From<lapin::Error> for Error {

@@ -484,10 +484,7 @@ where
         message: IntegrationMessage,
     ) -> Answer {
         let result = if message.message_type == aimbus_core::HEALTH_CHECK {
-            let mut payload = Map::new();
-            payload.insert("status".into(), json!("healthy"));
-            payload.insert("system_id".into(), json!(self.system_id));
-            Ok(payload)
+            Ok(health_payload(&self.system_id))
         } else {
             self.stats.handled.fetch_add(1, Ordering::Relaxed);
             (self.handler)(message).await
@@ -500,6 +497,14 @@ where
             Err(HandlerError::Rejected(reason)) => self.refuse(request, reason),
         }
     }
+}
+
+/// What a system answers a `health_check` with, whichever transport carried it.
+pub(crate) fn health_payload(system_id: &str) -> Map<String, Value> {
+    let mut payload = Map::new();
+    payload.insert("status".into(), json!("healthy"));
+    payload.insert("system_id".into(), json!(system_id));
+    payload
 }
 
 fn error_payload(reason: String) -> Map<String, Value> {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use aimbus_core::{Format, RegistryEvent};
 use aimbus_grpc::pb;
-use aimbus_telemetry::Extractor;
+use aimbus_grpc::trace::{server_trace, traced};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -78,6 +78,9 @@ impl BusApi {
     }
 }
 
+/// The service's name, as spans give it.
+const BUS: &str = "aimbus.v1.Bus";
+
 type Events = Pin<Box<dyn Stream<Item = Result<pb::RegistryEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -86,7 +89,7 @@ impl pb::bus_server::Bus for BusApi {
         &self,
         request: Request<pb::IntegrationMessage>,
     ) -> Result<Response<pb::Receipt>, Status> {
-        let trace = call_trace("Send", request.metadata());
+        let trace = server_trace(BUS, "Send", request.metadata());
         traced(trace, async {
             let accepted = self.accept(request).await?;
             // As MessagePack, the AMQP contract's default body.
@@ -106,7 +109,7 @@ impl pb::bus_server::Bus for BusApi {
         &self,
         request: Request<pb::IntegrationMessage>,
     ) -> Result<Response<pb::IntegrationMessage>, Status> {
-        let trace = call_trace("Request", request.metadata());
+        let trace = server_trace(BUS, "Request", request.metadata());
         traced(trace, async {
             let accepted = self.accept(request).await?;
             let (reply, served_by) = accepted.route(&self.gateway).await.map_err(status)?;
@@ -208,66 +211,4 @@ pub(crate) fn status(problem: Problem) -> Status {
         details.set_retry_info(problem.retry_after);
     }
     Status::with_error_details(code, problem.detail, details)
-}
-
-struct Metadata<'a>(&'a MetadataMap);
-
-impl Extractor for Metadata<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|value| value.to_str().ok())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0
-            .keys()
-            .filter_map(|key| match key {
-                tonic::metadata::KeyRef::Ascii(key) => Some(key.as_str()),
-                tonic::metadata::KeyRef::Binary(_) => None,
-            })
-            .collect()
-    }
-}
-
-/// The span of one call, as OpenTelemetry's RPC server conventions name it, continuing
-/// the caller's trace when its metadata carries a `traceparent`.
-fn call_trace(method: &'static str, metadata: &MetadataMap) -> aimbus_telemetry::Trace {
-    if !tracing::span_enabled!(tracing::Level::DEBUG) {
-        return aimbus_telemetry::Trace::default();
-    }
-    let make = || {
-        tracing::debug_span!(
-            "grpc_request",
-            otel.name = %format_args!("aimbus.v1.Bus/{method}"),
-            otel.kind = "server",
-            otel.status_code = tracing::field::Empty,
-            rpc.system = "grpc",
-            rpc.service = "aimbus.v1.Bus",
-            rpc.method = method,
-            rpc.grpc.status_code = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-        )
-    };
-    aimbus_telemetry::Trace::continued(&Metadata(metadata), make)
-}
-
-/// Runs a call in its trace and writes its status on the span.
-async fn traced<T>(
-    trace: aimbus_telemetry::Trace,
-    call: impl Future<Output = Result<T, Status>>,
-) -> Result<T, Status> {
-    let span = trace.span().cloned();
-    let result = trace.instrument(call).await;
-    if let Some(span) = span {
-        let code = result.as_ref().err().map_or(Code::Ok, Status::code);
-        span.record("rpc.grpc.status_code", code as i64);
-        // As for HTTP's 5xx: only the bus's or a system's failures fail the span.
-        if matches!(
-            code,
-            Code::Internal | Code::Unavailable | Code::DeadlineExceeded | Code::Unknown
-        ) {
-            span.record("otel.status_code", "error");
-            span.record("error.type", aimbus_grpc::code_name(code));
-        }
-    }
-    result
 }

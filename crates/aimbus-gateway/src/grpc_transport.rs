@@ -20,6 +20,8 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tracing::Instrument;
 
+use aimbus_grpc::trace::{client_span, record_status, request};
+
 /// Calls one connection carries before the pool opens another: the least that HTTP/2
 /// (RFC 9113, 6.5.2) recommends a server allow at once, so a call never waits for a
 /// stream a server would refuse.
@@ -191,14 +193,10 @@ impl Transport for GrpcTransport {
             );
             let timeout = deadline.saturating_duration_since(Instant::now());
             let answer = if health {
-                let request = span.in_scope(|| {
-                    call(
-                        HealthCheckRequest {
-                            service: String::new(),
-                        },
-                        timeout,
-                    )
-                });
+                let check = HealthCheckRequest {
+                    service: String::new(),
+                };
+                let request = span.in_scope(|| request(check, Some(timeout)));
                 let mut client = HealthClient::new(channel);
                 client
                     .check(request)
@@ -206,7 +204,8 @@ impl Transport for GrpcTransport {
                     .await
                     .map(|response| health_reply(response.into_inner().status()))
             } else {
-                let request = span.in_scope(|| call(aimbus_grpc::to_proto(&message), timeout));
+                let request =
+                    span.in_scope(|| request(aimbus_grpc::to_proto(&message), Some(timeout)));
                 let mut client = SystemClient::new(channel)
                     .max_decoding_message_size(max_bytes)
                     .max_encoding_message_size(max_bytes);
@@ -220,14 +219,15 @@ impl Transport for GrpcTransport {
                 .as_ref()
                 .err()
                 .map_or(tonic::Code::Ok, tonic::Status::code);
-            span.record("rpc.grpc.status_code", code as i64);
-            let result = answer.unwrap_or_else(|status| {
-                span.record("error.type", aimbus_grpc::code_name(code));
-                Err(failure(&address, &status))
-            });
-            if result.is_err() {
-                span.record("otel.status_code", "error");
-            }
+            let result = answer.unwrap_or_else(|status| Err(failure(&address, &status)));
+            // An answer the bus cannot use (a health service not serving, a reply JSON
+            // cannot hold) fails the call as a failing status does.
+            let error = match (&result, code) {
+                (Ok(_), _) => None,
+                (Err(_), tonic::Code::Ok) => Some("unusable_answer"),
+                (Err(_), code) => Some(aimbus_grpc::code_name(code)),
+            };
+            record_status(&span, code, error);
             result
         })
     }
@@ -235,22 +235,6 @@ impl Transport for GrpcTransport {
 
 /// The standard health service, as spans name it.
 const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
-
-/// A request within the attempt's deadline, carrying the current trace's context.
-fn call<T>(message: T, timeout: Duration) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.set_timeout(timeout);
-    for (name, value) in aimbus_telemetry::context_headers() {
-        let (Ok(name), Ok(value)) = (
-            tonic::metadata::MetadataKey::from_bytes(name.as_bytes()),
-            value.parse(),
-        ) else {
-            continue;
-        };
-        request.metadata_mut().insert(name, value);
-    }
-    request
-}
 
 fn system_reply(
     reply: aimbus_grpc::pb::IntegrationMessage,
@@ -298,31 +282,6 @@ fn failure(address: &str, status: &tonic::Status) -> DeliveryFailure {
         }
         _ => DeliveryFailure::Rejected(detail),
     }
-}
-
-/// The span of one call to a system, as OpenTelemetry's RPC client conventions name it.
-fn client_span(service: &str, method: &str, address: &str) -> tracing::Span {
-    if !tracing::span_enabled!(tracing::Level::DEBUG) {
-        return tracing::Span::none();
-    }
-    let make = || {
-        let (host, port) = address.rsplit_once(':').unwrap_or((address, ""));
-        tracing::debug_span!(
-            "grpc_client",
-            otel.name = %format_args!("{service}/{method}"),
-            otel.kind = "client",
-            otel.status_code = tracing::field::Empty,
-            rpc.system = "grpc",
-            rpc.service = service,
-            rpc.method = method,
-            server.address = host,
-            server.port = port.parse::<i64>().ok(),
-            rpc.grpc.status_code = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-        )
-    };
-    // None for an unsampled message: its context still goes out in the metadata.
-    aimbus_telemetry::Trace::current(make).into_span()
 }
 
 #[cfg(test)]

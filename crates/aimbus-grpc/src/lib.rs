@@ -11,6 +11,8 @@ use chrono::{DateTime, Utc};
 use prost_types::value::Kind;
 use serde_json::{Map, Number, Value};
 
+pub mod trace;
+
 /// The generated messages, clients (`system_client`, `bus_client`) and servers.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod pb {

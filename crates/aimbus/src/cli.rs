@@ -138,6 +138,17 @@ pub struct SimulateArgs {
     /// Share of messages that fail (retryably), from 0.0 to 1.0.
     #[arg(long, default_value_t = 0.0)]
     pub failure_rate: f64,
+    /// How the systems take their messages: from their queues over RabbitMQ, or as gRPC
+    /// servers on their `grpc` interfaces (the bus then needs `grpc` first in
+    /// `transports.interface_preference`, or no `amqp` interface on them).
+    #[arg(long, value_enum, default_value_t = SimulatedTransport::Amqp)]
+    pub transport: SimulatedTransport,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SimulatedTransport {
+    Amqp,
+    Grpc,
 }
 
 #[derive(Debug, Args)]

@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use aimbus_client::{HandlerError, SystemWorker, WorkerOptions};
-use aimbus_core::{Config, IntegrationMessage, SystemsFile};
-use anyhow::ensure;
+use aimbus_client::{GrpcSystem, HandlerError, SystemWorker, WorkerOptions};
+use aimbus_core::{Config, IntegrationMessage, SystemsFile, interface};
+use anyhow::{Context, ensure};
 use serde_json::{Map, Value, json};
 
-use crate::cli::SimulateArgs;
+use crate::cli::{SimulateArgs, SimulatedTransport};
 use crate::signals::ShutdownSignals;
 
 pub fn run(config: &Config, systems: &SystemsFile, args: &SimulateArgs) -> anyhow::Result<()> {
@@ -19,6 +19,15 @@ pub fn run(config: &Config, systems: &SystemsFile, args: &SimulateArgs) -> anyho
         args.failure_rate
     );
     let chosen = crate::systems::selected(systems, &args.systems)?;
+    if args.transport == SimulatedTransport::Grpc {
+        for system in &chosen {
+            ensure!(
+                system.interfaces.contains_key(interface::GRPC),
+                "{} has no grpc interface to serve on: give it one in the systems file, or leave --transport at amqp",
+                system.system_id
+            );
+        }
+    }
     let options = WorkerOptions {
         amqp: config.amqp().clone(),
         keyring: crate::keyring::load(config)?,
@@ -33,13 +42,29 @@ pub fn run(config: &Config, systems: &SystemsFile, args: &SimulateArgs) -> anyho
         let mut workers = Vec::new();
         for system in chosen {
             let system_id = system.system_id.clone();
-            let worker = SystemWorker::connect(system, options.clone(), codec).await?;
-            let stopping = stopping.clone();
+            let id = system_id.clone();
+            let handler = move |message| simulated(id.clone(), message, latency, failure_rate);
+            let mut stopping = stopping.clone();
+            let served = match args.transport {
+                SimulatedTransport::Amqp => {
+                    let worker = SystemWorker::connect(system, options.clone(), codec).await?;
+                    tokio::spawn(async move { worker.serve_until(handler, stopping).await })
+                }
+                SimulatedTransport::Grpc => {
+                    let address = &system.interfaces[interface::GRPC];
+                    let listener = tokio::net::TcpListener::bind(address)
+                        .await
+                        .with_context(|| format!("cannot serve {system_id} on {address}"))?;
+                    tracing::info!(%system_id, %address, "serving over gRPC");
+                    let server = GrpcSystem::new(system_id.clone(), config.decode_limits());
+                    let stopped = async move {
+                        let _ = stopping.wait_for(|stop| *stop).await;
+                    };
+                    tokio::spawn(server.serve(listener, handler, stopped))
+                }
+            };
             workers.push(tokio::spawn(async move {
-                let id = system_id.clone();
-                let handler = move |message| simulated(id.clone(), message, latency, failure_rate);
-                let served = worker.serve_until(handler, stopping).await;
-                if let Err(error) = served {
+                if let Ok(Err(error)) = served.await {
                     tracing::error!(%system_id, %error, "simulated system stopped");
                 }
             }));

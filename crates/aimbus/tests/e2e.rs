@@ -82,8 +82,21 @@ struct Stack {
 
 impl Stack {
     fn start(name: &str, simulated: &[&str], env: &[(&str, &str)]) -> Stack {
+        Stack::start_with_systems(name, simulated, env, str::to_owned)
+    }
+
+    /// Like `start`, with the shipped systems file as `edit` makes it.
+    fn start_with_systems(
+        name: &str,
+        simulated: &[&str],
+        env: &[(&str, &str)],
+        edit: impl FnOnce(&str) -> String,
+    ) -> Stack {
         let namespace = format!("aimbus-{name}-{}", uuid::Uuid::new_v4().simple());
         let (dir, path) = shipped_config();
+        let systems = dir.path().join("systems.toml");
+        let edited = edit(&std::fs::read_to_string(&systems).unwrap());
+        std::fs::write(&systems, edited).unwrap();
         let (serve, gateway) =
             start_logging(&path, &namespace, &["serve"], "aimbus is serving", env);
         let gateway = gateway.expect("serve logs its gateway address");
@@ -1091,4 +1104,132 @@ async fn three_nodes_one_killed_mid_stream_lose_nothing_and_each_message_is_hand
         common::terminate(child);
     }
     remove_namespace(&config, &namespace).await;
+}
+
+/// A port on 127.0.0.1 that nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Over gRPC end to end, as a user runs it: `serve` with its gRPC API on and `grpc` first
+/// in the interface preference, HHNI simulated by `systems simulate --transport grpc` on
+/// its `grpc` interface. A `Bus/Request` whose metadata carries a `traceparent` comes back
+/// with HHNI's answer, and the real OTLP receiver gets one trace across both processes:
+/// the API's server span → route → attempt → the call to the system → the system's own
+/// server span; and the health monitor judges HHNI through `grpc.health.v1`.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_message_is_one_trace_over_grpc() {
+    use aimbus_grpc::pb;
+    use aimbus_telemetry::receiver::{ReceivedSpan, Receiver};
+
+    let receiver = Receiver::start().unwrap();
+    let endpoint = receiver.endpoint();
+    let api = format!("127.0.0.1:{}", free_port());
+    let hhni = format!("127.0.0.1:{}", free_port());
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("AIMBUS_TELEMETRY__EXPORT_INTERVAL_MS", "100"),
+        ("AIMBUS_GATEWAY__GRPC_LISTEN", api.as_str()),
+        (
+            "AIMBUS_TRANSPORTS__INTERFACE_PREFERENCE",
+            r#"["grpc", "amqp"]"#,
+        ),
+        ("AIMBUS_MONITORING__HEALTH_CHECK_INTERVAL_SECONDS", "1"),
+    ];
+    let simulated = ["--system", "hhni_001", "--transport", "grpc"];
+    let stack = Stack::start_with_systems("grpc", &simulated, &env, |systems| {
+        systems.replace(r#"grpc = "localhost:8004""#, &format!(r#"grpc = "{hhni}""#))
+    });
+    let token = mint(&stack.path, "cmc_001", "publisher");
+    let mut bus = pb::bus_client::BusClient::connect(format!("http://{api}"))
+        .await
+        .unwrap();
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let payload = json!({"query": "traced over grpc"});
+    let sent = IntegrationMessage::new(
+        "cmc_001",
+        "hhni_001",
+        "data_request",
+        payload.as_object().unwrap().clone(),
+    );
+    let mut request = tonic::Request::new(aimbus_grpc::to_proto(&sent));
+    let metadata = request.metadata_mut();
+    metadata.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    metadata.insert("traceparent", traceparent.parse().unwrap());
+    let reply = bus.request(request).await.unwrap().into_inner();
+    let reply = aimbus_grpc::from_proto(reply, 32).unwrap();
+    assert_eq!(reply.source_system, "hhni_001");
+    assert_eq!(
+        reply.correlation_id.as_deref(),
+        Some(sent.message_id.as_str())
+    );
+
+    let in_trace = |spans: &[ReceivedSpan]| -> Vec<ReceivedSpan> {
+        spans
+            .iter()
+            .filter(|s| s.trace_id == trace_id)
+            .cloned()
+            .collect()
+    };
+    let spans = receiver.wait_for(Duration::from_secs(30), |spans| in_trace(spans).len() >= 5);
+    let spans = in_trace(&spans);
+    let find = |kind: &str, name: &str, service: &str| -> ReceivedSpan {
+        spans
+            .iter()
+            .find(|s| s.kind == kind && s.name == name && s.service_name == service)
+            .unwrap_or_else(|| panic!("no {kind} span `{name}` of {service} in {spans:#?}"))
+            .clone()
+    };
+    let server = find("server", "aimbus.v1.Bus/Request", "aimbus");
+    let route = find("internal", "route data_request", "aimbus");
+    let attempt = find("internal", "attempt hhni_001", "aimbus");
+    let call = find("client", "aimbus.v1.System/Deliver", "aimbus");
+    let system = find("server", "aimbus.v1.System/Deliver", "aimbus-systems");
+    assert_eq!(server.parent_span_id, "00f067aa0ba902b7");
+    assert_eq!(route.parent_span_id, server.span_id);
+    assert_eq!(attempt.parent_span_id, route.span_id);
+    assert_eq!(call.parent_span_id, attempt.span_id);
+    assert_eq!(system.parent_span_id, call.span_id);
+    assert_eq!(call.attribute("rpc.system"), Some("grpc"));
+    assert_eq!(call.int_attribute("rpc.grpc.status_code"), Some(0));
+    assert_eq!(server.int_attribute("rpc.grpc.status_code"), Some(0));
+
+    // Checked through the standard health service, HHNI is healthy; the systems nobody
+    // serves are not.
+    let http = reqwest::Client::new();
+    let status = |id: &'static str| {
+        let http = http.clone();
+        let url = format!("{}/api/v1/systems/{id}", stack.gateway);
+        let token = mint(&stack.path, "ops_001", "readonly");
+        async move {
+            let system: serde_json::Value = http
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            system["status"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (hhni, cmc) = (status("hhni_001").await, status("cmc_001").await);
+        if hhni == "healthy" && cmc != "healthy" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hhni_001 {hhni}, cmc_001 {cmc}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stack.stop().await;
 }
