@@ -62,10 +62,7 @@ impl GrpcSystem {
         tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(system)
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                shutdown,
-            )
+            .serve_with_incoming_shutdown(aimbus_grpc::incoming(listener), shutdown)
             .await
             .map_err(Error::GrpcServer)
     }

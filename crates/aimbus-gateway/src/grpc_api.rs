@@ -23,9 +23,65 @@ use crate::auth::{Caller, Role};
 use crate::problem::Problem;
 use crate::routes::messages::{Accepted, ENQUEUED, accept};
 
+/// The gRPC API serving on threads of its own: a multi-threaded runtime with a worker per
+/// core, as actix-web gives the HTTP API workers of their own, so calls spread over the
+/// machine instead of queueing on the thread that runs the actors.
+pub struct GrpcServer {
+    stop: tokio::sync::oneshot::Sender<()>,
+    done: tokio::sync::oneshot::Receiver<Result<(), crate::Error>>,
+}
+
+impl GrpcServer {
+    /// Serves `aimbus.v1.Bus` and the standard health service on `listener`.
+    pub fn start(
+        listener: std::net::TcpListener,
+        gateway: Arc<Gateway>,
+    ) -> Result<GrpcServer, crate::Error> {
+        let address = listener
+            .local_addr()
+            .map_err(|source| crate::Error::Listen {
+                address: "the gRPC listener".to_owned(),
+                source,
+            })?;
+        let listen_error = move |source| crate::Error::Listen {
+            address: address.to_string(),
+            source,
+        };
+        listener.set_nonblocking(true).map_err(listen_error)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("aimbus-grpc")
+            .enable_all()
+            .build()
+            .map_err(listen_error)?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (finished, done) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("aimbus-grpc".to_owned())
+            .spawn(move || {
+                let served = runtime.block_on(async move {
+                    let listener =
+                        tokio::net::TcpListener::from_std(listener).map_err(listen_error)?;
+                    let shutdown = async {
+                        let _ = stopped.await;
+                    };
+                    serve_grpc(listener, gateway, shutdown).await
+                });
+                let _ = finished.send(served);
+            })
+            .map_err(listen_error)?;
+        Ok(GrpcServer { stop, done })
+    }
+
+    /// Stops taking calls, answers those in flight, and says how serving ended.
+    pub async fn stop(self) -> Result<(), crate::Error> {
+        let _ = self.stop.send(());
+        self.done.await.unwrap_or(Ok(()))
+    }
+}
+
 /// Serves `aimbus.v1.Bus` and the standard health service on `listener` until `shutdown`
 /// completes, then lets the calls in progress finish.
-pub async fn serve_grpc(
+async fn serve_grpc(
     listener: tokio::net::TcpListener,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
@@ -41,10 +97,7 @@ pub async fn serve_grpc(
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(bus)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(aimbus_grpc::incoming(listener), shutdown)
         .await
         .map_err(crate::Error::GrpcServer)
 }

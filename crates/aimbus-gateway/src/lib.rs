@@ -18,7 +18,7 @@ mod trace;
 
 pub use auth::{Authenticator, Caller, Role, SECRET_ENV, TokenRequest, load_or_create_secret};
 pub use error::Error;
-pub use grpc_api::serve_grpc;
+pub use grpc_api::GrpcServer;
 pub use grpc_transport::GrpcTransport;
 pub use metrics::install_recorder;
 pub use problem::Problem;

@@ -18,7 +18,6 @@ use aimbus_gateway::GrpcTransport;
 use aimbus_grpc::pb;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Code, Request, Response, Status};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -97,7 +96,7 @@ impl Server {
             tonic::transport::Server::builder()
                 .add_service(health_service)
                 .add_service(pb::system_server::SystemServer::new(EchoSystem(behaviour)))
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                .serve_with_incoming_shutdown(aimbus_grpc::incoming(listener), async {
                     let _ = stopped.await;
                 })
                 .await

@@ -47,6 +47,13 @@ pub fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
+/// The connections `listener` accepts, as a server of the contract takes them: without
+/// Nagle's delay, which a server given a listener of its own does not turn off, and
+/// which holds each small answer back for the peer's delayed acknowledgement (40 ms).
+pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
 /// Why a message received over gRPC is not a valid `IntegrationMessage`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]

@@ -8,7 +8,7 @@ use aimbus_actors::{
 };
 use aimbus_bridge::{Bridge, BridgeSecurity};
 use aimbus_core::{Config, SystemsFile, interface};
-use aimbus_gateway::{Authenticator, Gateway, GrpcTransport, RestTransport};
+use aimbus_gateway::{Authenticator, Gateway, GrpcServer, GrpcTransport, RestTransport};
 use anyhow::Context;
 
 use crate::signals::ShutdownSignals;
@@ -75,7 +75,6 @@ pub fn run(
         } else {
             let listener = std::net::TcpListener::bind(grpc_listen)
                 .with_context(|| format!("cannot listen on {grpc_listen} (gateway.grpc_listen)"))?;
-            listener.set_nonblocking(true)?;
             Some(listener)
         };
         let node = NodeIdentity {
@@ -116,7 +115,10 @@ pub fn run(
             None
         };
         let grpc = match grpc_listener {
-            Some(listener) => Some(GrpcApi::start(listener, Arc::clone(&gateway))?),
+            Some(listener) => {
+                tracing::info!(address = %listener.local_addr()?, "gRPC API listening");
+                Some(GrpcServer::start(listener, Arc::clone(&gateway))?)
+            }
             None => None,
         };
         if let Some(bridge) = &bridge {
@@ -142,7 +144,9 @@ pub fn run(
         tracing::info!(signal, "shutting down");
         if let Some(grpc) = grpc {
             // Calls in flight are answered before the actors stop, as HTTP requests are.
-            grpc.stop().await;
+            if let Err(error) = grpc.stop().await {
+                tracing::warn!(%error, "the gRPC API did not stop cleanly");
+            }
         }
         if let Some(http) = http {
             http.stop(true).await;
@@ -162,36 +166,6 @@ pub fn run(
         actix::System::current().stop();
         Ok(())
     })
-}
-
-/// The gRPC API, served in the background.
-struct GrpcApi {
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<Result<(), aimbus_gateway::Error>>,
-}
-
-impl GrpcApi {
-    fn start(listener: std::net::TcpListener, gateway: Arc<Gateway>) -> anyhow::Result<GrpcApi> {
-        let address = listener.local_addr()?;
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let shutdown = async {
-            let _ = stopped.await;
-        };
-        tracing::info!(%address, "gRPC API listening");
-        let server = tokio::spawn(aimbus_gateway::serve_grpc(listener, gateway, shutdown));
-        Ok(GrpcApi { stop, server })
-    }
-
-    /// Stops taking calls and answers those in flight.
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        match self.server.await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "the gRPC API did not stop cleanly"),
-            Err(error) => tracing::warn!(%error, "the gRPC API's task failed"),
-        }
-    }
 }
 
 /// The registry on the store `registry.database_url` names (SQLite in the data directory

@@ -26,7 +26,7 @@ pub struct TestGateway {
     /// The gRPC API on the same gateway: `http://127.0.0.1:<port>`.
     pub grpc: String,
     server: actix_web::dev::ServerHandle,
-    grpc_stop: tokio::sync::oneshot::Sender<()>,
+    grpc_server: aimbus_gateway::GrpcServer,
 }
 
 pub fn system(id: &str, system_type: &str) -> SystemInfo {
@@ -97,12 +97,9 @@ pub async fn start_with(
     let server = aimbus_gateway::run(listener, Arc::clone(&gateway)).unwrap();
     let handle = server.handle();
     actix_rt::spawn(server);
-    let grpc_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc_listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let grpc = format!("http://{}", grpc_listener.local_addr().unwrap());
-    let (grpc_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(aimbus_gateway::serve_grpc(grpc_listener, gateway, async {
-        let _ = stopped.await;
-    }));
+    let grpc_server = aimbus_gateway::GrpcServer::start(grpc_listener, gateway).unwrap();
     TestGateway {
         base,
         http: reqwest::Client::builder()
@@ -113,7 +110,7 @@ pub async fn start_with(
         systems,
         grpc,
         server: handle,
-        grpc_stop,
+        grpc_server,
     }
 }
 
@@ -144,7 +141,7 @@ impl TestGateway {
     }
 
     pub async fn stop(self) {
-        let _ = self.grpc_stop.send(());
+        self.grpc_server.stop().await.unwrap();
         self.server.stop(false).await;
     }
 
