@@ -4,7 +4,8 @@
 //! hops against one, 1 KiB payloads, unique message ids, same client, same run. The load
 //! client is a process of its own, so it shares no runtime with the servers.
 //!
-//! Run: `cargo bench -p aimbus-benches --bench grpc` (`-- --requests N` to resize).
+//! Run: `cargo bench -p aimbus-benches --bench grpc` (`-- --requests N --rounds R` to
+//! resize; rates are the medians of the rounds, latencies over all of them).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -221,18 +222,46 @@ struct Measured {
     bus_latency: (u64, u64),
 }
 
-fn load_client(bus: &str, minimal: &str, token: &str, n: usize) {
+/// The middle of `rates` (the mean of the middle two for an even count).
+fn median(mut rates: Vec<f64>) -> f64 {
+    rates.sort_by(f64::total_cmp);
+    let middle = rates.len() / 2;
+    if rates.len() % 2 == 0 {
+        (rates[middle - 1] + rates[middle]) / 2.0
+    } else {
+        rates[middle]
+    }
+}
+
+/// `rounds` rounds, each measuring both paths, the one that goes first alternating: this
+/// machine's noise moves a single run by a third.
+fn load_client(bus: &str, minimal: &str, token: &str, n: usize, rounds: usize) {
     let quantiles = |h: &Histogram<u64>| (h.value_at_quantile(0.5), h.value_at_quantile(0.99));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let measured = runtime.block_on(async {
         // Warm both up (connections, allocator, caches) before measuring.
         throughput(minimal, Target::Minimal, token, 2_000).await;
         throughput(bus, Target::Bus, token, 2_000).await;
-        let (minimal_rate, minimal_latency) = throughput(minimal, Target::Minimal, token, n).await;
-        let (bus_rate, bus_latency) = throughput(bus, Target::Bus, token, n).await;
+        let (mut minimal_rates, mut bus_rates) = (Vec::new(), Vec::new());
+        let (mut minimal_latency, mut bus_latency) = (histogram(), histogram());
+        for round in 0..rounds {
+            let mut order = [(minimal, Target::Minimal), (bus, Target::Bus)];
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for (address, target) in order {
+                let (rate, latency) = throughput(address, target, token, n).await;
+                let (rates, latencies) = match target {
+                    Target::Minimal => (&mut minimal_rates, &mut minimal_latency),
+                    Target::Bus => (&mut bus_rates, &mut bus_latency),
+                };
+                rates.push(rate);
+                latencies.add(latency).unwrap();
+            }
+        }
         Measured {
-            minimal_rate,
-            bus_rate,
+            minimal_rate: median(minimal_rates),
+            bus_rate: median(bus_rates),
             minimal_latency: quantiles(&minimal_latency),
             bus_latency: quantiles(&bus_latency),
         }
@@ -244,16 +273,19 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| args.iter().skip_while(|a| *a != name).nth(1);
     let n = arg("--requests").map_or(50_000, |v| v.parse().expect("--requests takes a number"));
+    let rounds = arg("--rounds").map_or(3, |v| v.parse().expect("--rounds takes a number"));
     if let (Some(bus), Some(minimal), Some(token)) =
         (arg("--bus"), arg("--minimal"), arg("--token"))
     {
-        return load_client(bus, minimal, token, n);
+        return load_client(bus, minimal, token, n, rounds);
     }
     let (bus, minimal, token) = start_servers();
-    let n_arg = n.to_string();
+    let (n_arg, rounds_arg) = (n.to_string(), rounds.to_string());
     let args = [
         "--requests",
         &n_arg,
+        "--rounds",
+        &rounds_arg,
         "--bus",
         &bus,
         "--minimal",
@@ -263,7 +295,9 @@ fn main() {
     ];
     let m: Measured = child::run(&args, "CLIENT");
     let ms = |us: u64| us as f64 / 1e3;
-    println!("{n} calls of 1 KiB over {CONNECTIONS} connections, the client a process of its own");
+    println!(
+        "{n} calls of 1 KiB over {CONNECTIONS} connections per path and round, medians of {rounds} rounds, the client a process of its own"
+    );
     for (name, rate, latency) in [
         ("minimal tonic echo", m.minimal_rate, m.minimal_latency),
         ("aimbus Bus/Request", m.bus_rate, m.bus_latency),
@@ -277,6 +311,7 @@ fn main() {
     let result = json!({
         "bench": "grpc",
         "requests": n,
+        "rounds": rounds,
         "minimal_calls_per_sec": m.minimal_rate,
         "bus_calls_per_sec": m.bus_rate,
         "ratio": m.bus_rate / m.minimal_rate,

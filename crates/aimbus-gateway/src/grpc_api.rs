@@ -91,9 +91,16 @@ async fn serve_grpc(
     health
         .set_serving::<pb::bus_server::BusServer<BusApi>>()
         .await;
-    let bus = pb::bus_server::BusServer::new(BusApi { gateway })
+    // A graceful stop waits for every call to end, and a watch would never end by
+    // itself: told the server is stopping, each watch ends.
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
+    let bus = pb::bus_server::BusServer::new(BusApi { gateway, stopped })
         .max_decoding_message_size(max_bytes)
         .max_encoding_message_size(max_bytes);
+    let shutdown = async move {
+        shutdown.await;
+        stopping.send_replace(true);
+    };
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(bus)
@@ -104,6 +111,8 @@ async fn serve_grpc(
 
 pub struct BusApi {
     gateway: Arc<Gateway>,
+    /// Turns true when the server begins to stop.
+    stopped: tokio::sync::watch::Receiver<bool>,
 }
 
 impl BusApi {
@@ -187,7 +196,9 @@ impl pb::bus_server::Bus for BusApi {
             .await
             .map_err(|e| status(e.into()))?;
         let (events, stream) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(async move {
+        let farewell = events.clone();
+        let mut stopped = self.stopped.clone();
+        let watching = async move {
             let wanted = |id: &str| wanted.is_empty() || wanted.iter().any(|w| w == id);
             // What is registered now, then each change: a watcher needs no second call to
             // learn the state the changes apply to.
@@ -213,6 +224,16 @@ impl pb::bus_server::Bus for BusApi {
                 let lagged = next.is_err();
                 if events.send(next).await.is_err() || lagged {
                     return;
+                }
+            }
+        };
+        tokio::spawn(async move {
+            tokio::select! {
+                () = watching => {}
+                _ = stopped.wait_for(|stopped| *stopped) => {
+                    let _ = farewell.try_send(Err(Status::unavailable(
+                        "the bus is stopping; watch again on another node or once it is back",
+                    )));
                 }
             }
         });

@@ -63,22 +63,29 @@ impl GrpcTransport {
 
     /// A connection to `address` and the claim on it that this call holds.
     fn connection(&self, address: &str) -> Result<(Channel, Claim), DeliveryFailure> {
-        let endpoint = endpoint(address, self.settings)?;
         if !self.settings.pooling {
+            let endpoint = endpoint(address, self.settings)?;
             return Ok((endpoint.connect_lazy(), Claim::default()));
         }
-        let pool = Arc::clone(
-            self.pools
-                .lock()
-                .expect("gRPC pools lock")
-                .entry(address.to_owned())
-                .or_insert_with(|| {
-                    Arc::new(Pool {
-                        endpoint,
-                        connections: Mutex::new(Vec::new()),
-                    })
-                }),
-        );
+        // Looked up by reference: the endpoint is parsed and its key copied once, on the
+        // first call to it, not on every call.
+        let known = self
+            .pools
+            .lock()
+            .expect("gRPC pools lock")
+            .get(address)
+            .cloned();
+        let pool = match known {
+            Some(pool) => pool,
+            None => {
+                let pool = Arc::new(Pool {
+                    endpoint: endpoint(address, self.settings)?,
+                    connections: Mutex::new(Vec::new()),
+                });
+                let mut pools = self.pools.lock().expect("gRPC pools lock");
+                Arc::clone(pools.entry(address.to_owned()).or_insert(pool))
+            }
+        };
         Ok(pool.claim(self.settings))
     }
 }

@@ -220,5 +220,8 @@ async fn watch_streams_the_registry_then_its_changes() {
         let json = aimbus_grpc::payload_of(event.event.unwrap(), 32).unwrap();
         assert_eq!(json["system"]["system_type"], "seg");
     }
+    // Stopping ends the watches instead of waiting for them forever.
     gw.stop().await;
+    let end = all.message().await.unwrap_err();
+    assert_eq!(end.code(), Code::Unavailable, "{end:?}");
 }

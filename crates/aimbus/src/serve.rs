@@ -144,8 +144,10 @@ pub fn run(
         tracing::info!(signal, "shutting down");
         if let Some(grpc) = grpc {
             // Calls in flight are answered before the actors stop, as HTTP requests are.
-            if let Err(error) = grpc.stop().await {
-                tracing::warn!(%error, "the gRPC API did not stop cleanly");
+            match tokio::time::timeout(config.amqp().shutdown_grace(), grpc.stop()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "the gRPC API did not stop cleanly"),
+                Err(_) => tracing::warn!("calls to the gRPC API did not end in time"),
             }
         }
         if let Some(http) = http {
