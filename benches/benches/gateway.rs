@@ -16,12 +16,14 @@ use aimbus_actors::{
     DeliveryFailure, InProcessTransport, RegistryHandle, Reply, RouterHandle, TransportSet,
 };
 use aimbus_core::{Config, IntegrationMessage, SystemInfo};
-use aimbus_gateway::{Authenticator, Gateway, Role, TokenRequest};
+use aimbus_gateway::Gateway;
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
 #[path = "support/child.rs"]
 mod child;
+#[path = "support/gateway.rs"]
+mod support;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -31,22 +33,12 @@ const CONNECTIONS: usize = 32;
 /// The fixed rate of the latency phase, and how long it lasts.
 const FIXED_RATE: u64 = 1_000;
 const FIXED_SECONDS: u64 = 5;
-const SECRET: &[u8] = b"bench-secret-0123456789abcdef0123456789abcdef";
-
 /// The shipped defaults (authentication on), with the limits sized so the bench
 /// measures the gateway rather than refusals.
-const CONFIG: &str = r#"
-[core]
-max_concurrent_requests = 10000
-max_concurrent_requests_per_system = 10000
-[rate_limiting]
-rate_limit_requests_per_minute = 10000000
-rate_limit_burst_size = 1000000
-[monitoring]
-health_check_interval_seconds = 3600
-[amqp]
-enabled = false
-"#;
+fn config() -> Config {
+    let toml = format!("{}[amqp]\nenabled = false\n", support::UNLIMITED);
+    Config::from_toml_str("bench", &toml, Vec::new(), ".".into()).unwrap()
+}
 
 fn body() -> Vec<u8> {
     // status_update is not cacheable: every request is routed.
@@ -78,7 +70,7 @@ fn start_servers() -> (String, String, String) {
     std::thread::spawn(move || {
         let system = actix::System::new();
         system.block_on(async move {
-            let config = Config::from_toml_str("bench", CONFIG, Vec::new(), ".".into()).unwrap();
+            let config = config();
             let systems = Arc::new(InProcessTransport::new());
             let registry =
                 RegistryHandle::in_memory(&config, TransportSet::new(Arc::clone(&systems)))
@@ -96,15 +88,8 @@ fn start_servers() -> (String, String, String) {
             let router = RouterHandle::start(Arc::new(config.clone()), registry.clone())
                 .await
                 .unwrap();
-            let auth =
-                Authenticator::new(config.security(), Some(SECRET.to_vec()), ".".as_ref()).unwrap();
-            let token = auth
-                .mint(&TokenRequest {
-                    subject: "cmc_001".into(),
-                    roles: vec![Role::Publisher],
-                    ttl: Duration::from_secs(3600),
-                })
-                .unwrap();
+            let auth = support::authenticator(&config);
+            let token = support::publisher_token(&auth);
             let gateway = Gateway::new(&config, router, registry, auth);
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             let gateway_address = listener.local_addr().unwrap().to_string();
@@ -127,10 +112,6 @@ fn start_servers() -> (String, String, String) {
         system.run().unwrap();
     });
     started.recv().unwrap()
-}
-
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).unwrap()
 }
 
 async fn post(client: &reqwest::Client, url: &str, token: &str, body: &[u8]) -> Duration {
@@ -164,7 +145,7 @@ async fn throughput(url: &str, token: &str, n: usize) -> (f64, Histogram<u64>) {
             );
             tokio::spawn(async move {
                 let client = reqwest::Client::new();
-                let mut latencies = histogram();
+                let mut latencies = support::histogram();
                 while next.fetch_add(1, Ordering::Relaxed) < n {
                     let took = post(&client, &url, &token, &body).await;
                     latencies.saturating_record(took.as_micros() as u64);
@@ -173,7 +154,7 @@ async fn throughput(url: &str, token: &str, n: usize) -> (f64, Histogram<u64>) {
             })
         })
         .collect();
-    let mut latencies = histogram();
+    let mut latencies = support::histogram();
     for task in tasks {
         latencies.add(task.await.unwrap()).unwrap();
     }
@@ -198,7 +179,7 @@ async fn at_fixed_rate(url: &str, token: &str) -> Histogram<u64> {
             post(&client, &url, &token, &body).await
         }));
     }
-    let mut latencies = histogram();
+    let mut latencies = support::histogram();
     for task in tasks {
         latencies.saturating_record(task.await.unwrap().as_micros() as u64);
     }

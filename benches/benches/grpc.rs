@@ -9,12 +9,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aimbus_actors::{InProcessTransport, RegistryHandle, RouterHandle, TransportSet};
 use aimbus_client::GrpcSystem;
 use aimbus_core::{Config, IntegrationMessage, SystemInfo};
-use aimbus_gateway::{Authenticator, Gateway, GrpcServer, GrpcTransport, Role, TokenRequest};
+use aimbus_gateway::{Gateway, GrpcServer, GrpcTransport};
 use aimbus_grpc::pb;
 use hdrhistogram::Histogram;
 use serde_json::json;
@@ -23,30 +23,23 @@ use tonic::{Request, Response, Status};
 
 #[path = "support/child.rs"]
 mod child;
+#[path = "support/gateway.rs"]
+mod support;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Calls in flight at once, each client task on a connection of its own.
 const CONNECTIONS: usize = 32;
-const SECRET: &[u8] = b"bench-secret-0123456789abcdef0123456789abcdef";
-
 /// The shipped defaults (authentication on), the limits sized so the bench measures the
 /// path rather than refusals, and gRPC the systems' transport.
-const CONFIG: &str = r#"
-[core]
-max_concurrent_requests = 10000
-max_concurrent_requests_per_system = 10000
-[rate_limiting]
-rate_limit_requests_per_minute = 10000000
-rate_limit_burst_size = 1000000
-[monitoring]
-health_check_interval_seconds = 3600
-[amqp]
-enabled = false
-[transports]
-interface_preference = ["grpc"]
-"#;
+fn config() -> Config {
+    let toml = format!(
+        "{}[amqp]\nenabled = false\n[transports]\ninterface_preference = [\"grpc\"]\n",
+        support::UNLIMITED
+    );
+    Config::from_toml_str("bench", &toml, Vec::new(), ".".into()).unwrap()
+}
 
 /// The minimal system: answers each message with itself.
 struct MinimalEcho;
@@ -96,7 +89,7 @@ fn start_servers() -> (String, String, String) {
     std::thread::spawn(move || {
         let system = actix::System::new();
         system.block_on(async move {
-            let config = Config::from_toml_str("bench", CONFIG, Vec::new(), ".".into()).unwrap();
+            let config = config();
             let transports = TransportSet::new(Arc::new(InProcessTransport::new()))
                 .with_interface("grpc", Arc::new(GrpcTransport::new(&config)));
             let registry = RegistryHandle::in_memory(&config, transports)
@@ -116,15 +109,8 @@ fn start_servers() -> (String, String, String) {
             let router = RouterHandle::start(Arc::new(config.clone()), registry.clone())
                 .await
                 .unwrap();
-            let auth =
-                Authenticator::new(config.security(), Some(SECRET.to_vec()), ".".as_ref()).unwrap();
-            let token = auth
-                .mint(&TokenRequest {
-                    subject: "cmc_001".into(),
-                    roles: vec![Role::Publisher],
-                    ttl: Duration::from_secs(3600),
-                })
-                .unwrap();
+            let auth = support::authenticator(&config);
+            let token = support::publisher_token(&auth);
             let gateway = Arc::new(Gateway::new(&config, router, registry, auth));
             let api = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let api_address = api.local_addr().unwrap().to_string();
@@ -136,10 +122,6 @@ fn start_servers() -> (String, String, String) {
     });
     let (api_address, token) = bus_up.recv().unwrap();
     (api_address, minimal_address, token)
-}
-
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).unwrap()
 }
 
 /// A 1 KiB message with an id of its own.
@@ -180,7 +162,7 @@ async fn throughput(address: &str, target: Target, token: &str, n: usize) -> (f6
         tasks.push(async move {
             let mut bus = pb::bus_client::BusClient::new(channel.clone());
             let mut minimal = pb::system_client::SystemClient::new(channel);
-            let mut latencies = histogram();
+            let mut latencies = support::histogram();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= n {
@@ -205,7 +187,7 @@ async fn throughput(address: &str, target: Target, token: &str, n: usize) -> (f6
     }
     let started = Instant::now();
     let tasks: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
-    let mut latencies = histogram();
+    let mut latencies = support::histogram();
     for task in tasks {
         latencies.add(task.await.unwrap()).unwrap();
     }
@@ -243,7 +225,7 @@ fn load_client(bus: &str, minimal: &str, token: &str, n: usize, rounds: usize) {
         throughput(minimal, Target::Minimal, token, 2_000).await;
         throughput(bus, Target::Bus, token, 2_000).await;
         let (mut minimal_rates, mut bus_rates) = (Vec::new(), Vec::new());
-        let (mut minimal_latency, mut bus_latency) = (histogram(), histogram());
+        let (mut minimal_latency, mut bus_latency) = (support::histogram(), support::histogram());
         for round in 0..rounds {
             let mut order = [(minimal, Target::Minimal), (bus, Target::Bus)];
             if round % 2 == 1 {

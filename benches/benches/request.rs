@@ -21,7 +21,7 @@ use aimbus_amqp::{Names, topology};
 use aimbus_bridge::{Bridge, BridgeSecurity};
 use aimbus_client::{SystemWorker, WorkerOptions};
 use aimbus_core::{Config, IntegrationMessage, Keyring, SystemInfo, new_keyring_text};
-use aimbus_gateway::{Authenticator, Gateway, Role, TokenRequest};
+use aimbus_gateway::Gateway;
 use aimbus_telemetry::Process;
 use aimbus_telemetry::receiver::Receiver;
 use hdrhistogram::Histogram;
@@ -29,13 +29,14 @@ use serde_json::json;
 
 #[path = "support/child.rs"]
 mod child;
+#[path = "support/gateway.rs"]
+mod support;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const CONNECTIONS: usize = 32;
-const SECRET: &[u8] = b"bench-secret-0123456789abcdef0123456789abcdef";
 
 /// Which of the defaults a run has on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,8 +162,7 @@ fn start_bus(
                 .unwrap();
             bridge.start(router.clone());
             bridge.wait_connected().await;
-            let auth =
-                Authenticator::new(config.security(), Some(SECRET.to_vec()), ".".as_ref()).unwrap();
+            let auth = support::authenticator(&config);
             let mut gateway =
                 Gateway::new(&config, router, registry, auth).with_bridge(Arc::clone(&bridge));
             if let Some(keyring) = keyring {
@@ -179,10 +179,6 @@ fn start_bus(
         .recv()
         .expect("the bus connects to RabbitMQ on 127.0.0.1:5672");
     (address, system, thread)
-}
-
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).unwrap()
 }
 
 /// One request with a fresh id and a 1 KiB payload: its latency.
@@ -223,7 +219,7 @@ async fn throughput(
             let (url, token, next) = (url.to_owned(), token.map(str::to_owned), Arc::clone(&next));
             tokio::spawn(async move {
                 let client = reqwest::Client::new();
-                let mut latencies = histogram();
+                let mut latencies = support::histogram();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= end {
@@ -235,7 +231,7 @@ async fn throughput(
             })
         })
         .collect();
-    let mut latencies = histogram();
+    let mut latencies = support::histogram();
     for task in tasks {
         latencies.add(task.await.unwrap()).unwrap();
     }
@@ -260,16 +256,9 @@ fn request_run(setting: Setting, n: usize, otlp_endpoint: &str) {
         .encryption
         .then(|| Arc::new(Keyring::from_toml_str("bench", &new_keyring_text("bench")).unwrap()));
     let (address, bus, bus_thread) = start_bus(Arc::clone(&config), keyring.clone());
-    let token = setting.authentication.then(|| {
-        Authenticator::new(config.security(), Some(SECRET.to_vec()), ".".as_ref())
-            .unwrap()
-            .mint(&TokenRequest {
-                subject: "cmc_001".into(),
-                roles: vec![Role::Publisher],
-                ttl: Duration::from_secs(3600),
-            })
-            .unwrap()
-    });
+    let token = setting
+        .authentication
+        .then(|| support::publisher_token(&support::authenticator(&config)));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let run = runtime.block_on(async {
         let names = Names::new(&namespace);
