@@ -44,6 +44,11 @@ impl RegistryHandle {
             revision = snapshot.revision,
             "registry read from its store"
         );
+        // Listed before anything says the node serves: a node that answered requests but
+        // was missing from the node list (its first beat still on its way) was seen.
+        if let Err(error) = store.heartbeat(&node.heartbeat()).await {
+            tracing::warn!(%error, "the node's first heartbeat was not written");
+        }
         let actor = RegistryActor::new(config, transports, store, node, snapshot);
         let directory = actor.directory();
         Ok(RegistryHandle {

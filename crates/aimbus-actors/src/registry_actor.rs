@@ -47,6 +47,18 @@ pub struct NodeIdentity {
     pub started_at: DateTime<Utc>,
 }
 
+impl NodeIdentity {
+    /// This node's heartbeat row, seen now.
+    pub(crate) fn heartbeat(&self) -> NodeRecord {
+        NodeRecord {
+            node_id: self.node_id.clone(),
+            started_at: self.started_at,
+            last_seen: Utc::now(),
+            gateway: self.gateway.clone(),
+        }
+    }
+}
+
 pub struct RegistryActor {
     registry: Registry,
     children: HashMap<String, Child>,
@@ -608,12 +620,7 @@ impl RegistryActor {
     /// Writes this node's heartbeat row; a missed beat is only logged (the next one
     /// follows within the interval).
     fn beat(&mut self, ctx: &mut Context<Self>) {
-        let record = NodeRecord {
-            node_id: self.node.node_id.clone(),
-            started_at: self.node.started_at,
-            last_seen: Utc::now(),
-            gateway: self.node.gateway.clone(),
-        };
+        let record = self.node.heartbeat();
         let store = Arc::clone(&self.store);
         ctx.spawn(
             async move {
@@ -666,7 +673,7 @@ impl Actor for RegistryActor {
         if let Some(notices) = self.store.watch() {
             ctx.add_stream(tokio_stream::wrappers::ReceiverStream::new(notices));
         }
-        self.beat(ctx);
+        // The first beat was written before the actor started (`RegistryHandle::open`).
         ctx.run_interval(self.heartbeat_interval, |actor, ctx| actor.beat(ctx));
     }
 
