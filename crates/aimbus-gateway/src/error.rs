@@ -13,7 +13,7 @@ pub enum Error {
     #[error("cannot mint a token: {0}")]
     Mint(String),
     #[error("http client: {0}")]
-    HttpClient(String),
+    HttpClient(#[source] reqwest::Error),
     #[error("metrics exporter: {0}")]
     Metrics(String),
     #[error("grpc server: {0}")]

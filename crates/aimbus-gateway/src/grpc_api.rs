@@ -20,6 +20,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::Gateway;
 use crate::auth::{Caller, Role};
+use crate::metrics::{GRPC_DURATION, GRPC_REQUESTS};
 use crate::problem::Problem;
 use crate::routes::messages::{Accepted, ENQUEUED, accept};
 
@@ -152,18 +153,21 @@ impl pb::bus_server::Bus for BusApi {
         request: Request<pb::IntegrationMessage>,
     ) -> Result<Response<pb::Receipt>, Status> {
         let trace = server_trace(BUS, "Send", request.metadata());
-        traced(trace, async {
-            let accepted = self.accept(request).await?;
-            // As MessagePack, the AMQP contract's default body.
-            let message_id = accepted
-                .enqueue(&self.gateway, Format::MessagePack)
-                .await
-                .map_err(status)?;
-            Ok(Response::new(pb::Receipt {
-                message_id,
-                status: ENQUEUED.to_owned(),
-            }))
-        })
+        counted(
+            "Send",
+            traced(trace, async {
+                let accepted = self.accept(request).await?;
+                // As MessagePack, the AMQP contract's default body.
+                let message_id = accepted
+                    .enqueue(&self.gateway, Format::MessagePack)
+                    .await
+                    .map_err(status)?;
+                Ok(Response::new(pb::Receipt {
+                    message_id,
+                    status: ENQUEUED.to_owned(),
+                }))
+            }),
+        )
         .await
     }
 
@@ -172,21 +176,35 @@ impl pb::bus_server::Bus for BusApi {
         request: Request<pb::IntegrationMessage>,
     ) -> Result<Response<pb::IntegrationMessage>, Status> {
         let trace = server_trace(BUS, "Request", request.metadata());
-        traced(trace, async {
-            let accepted = self.accept(request).await?;
-            let (reply, served_by) = accepted.route(&self.gateway).await.map_err(status)?;
-            let mut response = Response::new(aimbus_grpc::to_proto(&reply));
-            if let Ok(served_by) = served_by.parse() {
-                response.metadata_mut().insert("x-served-by", served_by);
-            }
-            Ok(response)
-        })
+        counted(
+            "Request",
+            traced(trace, async {
+                let accepted = self.accept(request).await?;
+                let (reply, served_by) = accepted.route(&self.gateway).await.map_err(status)?;
+                let mut response = Response::new(aimbus_grpc::to_proto(&reply));
+                if let Ok(served_by) = served_by.parse() {
+                    response.metadata_mut().insert("x-served-by", served_by);
+                }
+                Ok(response)
+            }),
+        )
         .await
     }
 
     type WatchStream = Events;
 
     async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Events>, Status> {
+        counted("Watch", self.watching(request)).await
+    }
+}
+
+impl BusApi {
+    /// Sets a watch up: the snapshot, then the changes, until the watcher goes, lags, or
+    /// the server stops.
+    async fn watching(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Events>, Status> {
         self.caller(request.metadata(), Role::Readonly)?;
         let wanted = request.into_inner().system_ids;
         let subscription = self
@@ -239,6 +257,21 @@ impl pb::bus_server::Bus for BusApi {
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(stream))))
     }
+}
+
+/// Runs a call, counting it by method and status code and timing it. The labels are
+/// static strings: nothing is allocated per call for them.
+async fn counted<T>(
+    method: &'static str,
+    call: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    let started = std::time::Instant::now();
+    let result = call.await;
+    let code = result.as_ref().err().map_or(Code::Ok, Status::code);
+    let code = aimbus_grpc::code_name(code);
+    metrics::counter!(GRPC_REQUESTS, "method" => method, "code" => code).increment(1);
+    metrics::histogram!(GRPC_DURATION, "method" => method).record(started.elapsed().as_secs_f64());
+    result
 }
 
 fn event_of(event: &RegistryEvent) -> pb::RegistryEvent {

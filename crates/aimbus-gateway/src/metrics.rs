@@ -15,6 +15,11 @@ use crate::Error;
 pub const HTTP_REQUESTS: &str = "aimbus_http_requests_total";
 /// HTTP request durations in seconds, labelled `route`.
 pub const HTTP_DURATION: &str = "aimbus_http_request_duration_seconds";
+/// Calls to the gRPC API, labelled `method` (`Send`, `Request`, `Watch`) and `code`
+/// (`OK`, `UNAVAILABLE`, …).
+pub const GRPC_REQUESTS: &str = "aimbus_grpc_requests_total";
+/// gRPC API call durations in seconds (a watch: until it was set up), labelled `method`.
+pub const GRPC_DURATION: &str = "aimbus_grpc_request_duration_seconds";
 /// Requests refused because their token's subject exceeded its rate.
 pub const RATE_LIMITED: &str = "aimbus_http_rate_limited_total";
 

@@ -46,7 +46,7 @@ impl RestTransport {
             .pool_idle_timeout(Duration::from_secs(config.keepalive_timeout_seconds))
             .tcp_nodelay(true)
             .build()
-            .map_err(|e| crate::Error::HttpClient(e.to_string()))?;
+            .map_err(crate::Error::HttpClient)?;
         Ok(RestTransport { client })
     }
 }

@@ -67,6 +67,23 @@ async fn a_request_is_routed_and_answered_with_the_system_s_reply() {
     assert_eq!(reply.source_system, "hhni_001");
     assert_eq!(reply.payload["served_type"], "data_request");
     assert_eq!(reply.payload["n"], 3);
+    // Counted and timed beside the HTTP API's requests.
+    let metrics = gw
+        .http
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted = metrics.lines().any(|line| {
+        line.starts_with("aimbus_grpc_requests_total{")
+            && line.contains(r#"method="Request""#)
+            && line.contains(r#"code="OK""#)
+    });
+    assert!(counted, "{metrics}");
+    assert!(metrics.contains("aimbus_grpc_request_duration_seconds_bucket{"));
     gw.stop().await;
 }
 
