@@ -139,66 +139,7 @@ impl BusApi {
             .await
             .map_err(status)
     }
-}
 
-/// The service's name, as spans give it.
-const BUS: &str = "aimbus.v1.Bus";
-
-type Events = Pin<Box<dyn Stream<Item = Result<pb::RegistryEvent, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl pb::bus_server::Bus for BusApi {
-    async fn send(
-        &self,
-        request: Request<pb::IntegrationMessage>,
-    ) -> Result<Response<pb::Receipt>, Status> {
-        let trace = server_trace(BUS, "Send", request.metadata());
-        counted(
-            "Send",
-            traced(trace, async {
-                let accepted = self.accept(request).await?;
-                // As MessagePack, the AMQP contract's default body.
-                let message_id = accepted
-                    .enqueue(&self.gateway, Format::MessagePack)
-                    .await
-                    .map_err(status)?;
-                Ok(Response::new(pb::Receipt {
-                    message_id,
-                    status: ENQUEUED.to_owned(),
-                }))
-            }),
-        )
-        .await
-    }
-
-    async fn request(
-        &self,
-        request: Request<pb::IntegrationMessage>,
-    ) -> Result<Response<pb::IntegrationMessage>, Status> {
-        let trace = server_trace(BUS, "Request", request.metadata());
-        counted(
-            "Request",
-            traced(trace, async {
-                let accepted = self.accept(request).await?;
-                let (reply, served_by) = accepted.route(&self.gateway).await.map_err(status)?;
-                let mut response = Response::new(aimbus_grpc::to_proto(&reply));
-                if let Ok(served_by) = served_by.parse() {
-                    response.metadata_mut().insert("x-served-by", served_by);
-                }
-                Ok(response)
-            }),
-        )
-        .await
-    }
-
-    type WatchStream = Events;
-
-    async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Events>, Status> {
-        counted("Watch", self.watching(request)).await
-    }
-}
-
-impl BusApi {
     /// Sets a watch up: the snapshot, then the changes, until the watcher goes, lags, or
     /// the server stops.
     async fn watching(
@@ -256,6 +197,63 @@ impl BusApi {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(stream))))
+    }
+}
+
+/// The service's name, as spans give it.
+const BUS: &str = "aimbus.v1.Bus";
+
+type Events = Pin<Box<dyn Stream<Item = Result<pb::RegistryEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::bus_server::Bus for BusApi {
+    async fn send(
+        &self,
+        request: Request<pb::IntegrationMessage>,
+    ) -> Result<Response<pb::Receipt>, Status> {
+        let trace = server_trace(BUS, "Send", request.metadata());
+        counted(
+            "Send",
+            traced(trace, async {
+                let accepted = self.accept(request).await?;
+                // As MessagePack, the AMQP contract's default body.
+                let message_id = accepted
+                    .enqueue(&self.gateway, Format::MessagePack)
+                    .await
+                    .map_err(status)?;
+                Ok(Response::new(pb::Receipt {
+                    message_id,
+                    status: ENQUEUED.to_owned(),
+                }))
+            }),
+        )
+        .await
+    }
+
+    async fn request(
+        &self,
+        request: Request<pb::IntegrationMessage>,
+    ) -> Result<Response<pb::IntegrationMessage>, Status> {
+        let trace = server_trace(BUS, "Request", request.metadata());
+        counted(
+            "Request",
+            traced(trace, async {
+                let accepted = self.accept(request).await?;
+                let (reply, served_by) = accepted.route(&self.gateway).await.map_err(status)?;
+                let mut response = Response::new(aimbus_grpc::to_proto(&reply));
+                if let Ok(served_by) = served_by.parse() {
+                    response.metadata_mut().insert("x-served-by", served_by);
+                }
+                Ok(response)
+            }),
+        )
+        .await
+    }
+
+    type WatchStream = Events;
+
+    async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Events>, Status> {
+        counted("Watch", self.watching(request)).await
     }
 }
 

@@ -125,8 +125,9 @@ impl Pool {
         let least =
             (0..connections.len()).min_by_key(|&i| connections[i].calls.load(Ordering::Relaxed));
         let index = match least {
-            // Every connection carries its share and no more may open: the least busy
-            // takes one more call (HTTP/2 queues it if the server's limit is reached).
+            // The least busy, below its share; or, when every connection carries its
+            // share and no more may open, one more call for it (HTTP/2 queues it if the
+            // server's limit is reached).
             Some(i)
                 if connections[i].calls.load(Ordering::Relaxed) < CALLS_PER_CONNECTION
                     || connections.len() >= settings.max_connections =>
